@@ -1,0 +1,89 @@
+"""Backbones from timm (RepViT, ConvNeXt V2, or any timm model) behind the package's backbone contract.
+
+Contract shared by every backbone: ``forward(x) -> list[Tensor]`` with the P2..P5 maps (strides 4, 8, 16, 32) and a
+``channels`` list declaring their widths. We build on timm's own implementations (``features_only=True`` taps the
+same stage outputs the papers use for detection) instead of rewriting them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import timm
+import torch
+from torch import nn
+
+STRIDES = (4, 8, 16, 32)
+
+# RepViT (Wang et al., CVPR 2024). timm registers m0_9 .. m2_3; m0_6 is the m0_9 family at the official
+# widths and depths. Widths are the stage embed dims; a channel multiplier scales them.
+REPVIT = {
+    "m0_6": ((40, 80, 160, 320), (1, 1, 8, 1)),
+    "m0_9": ((48, 96, 192, 384), (2, 2, 14, 2)),
+    "m1_0": ((56, 112, 224, 448), (2, 2, 14, 2)),
+    "m1_1": ((64, 128, 256, 512), (2, 2, 12, 2)),
+    "m1_5": ((64, 128, 256, 512), (4, 4, 24, 4)),
+    "m2_3": ((80, 160, 320, 640), (6, 6, 34, 2)),
+}
+
+# ConvNeXt V2 (Woo et al., CVPR 2023): dims and depths of every variant timm registers as convnextv2_<name>.
+CONVNEXTV2 = {
+    "atto": ((40, 80, 160, 320), (2, 2, 6, 2)),
+    "femto": ((48, 96, 192, 384), (2, 2, 6, 2)),
+    "pico": ((64, 128, 256, 512), (2, 2, 6, 2)),
+    "nano": ((80, 160, 320, 640), (2, 2, 8, 2)),
+    "tiny": ((96, 192, 384, 768), (3, 3, 9, 3)),
+    "base": ((128, 256, 512, 1024), (3, 3, 27, 3)),
+    "large": ((192, 384, 768, 1536), (3, 3, 27, 3)),
+    "huge": ((352, 704, 1408, 2816), (3, 3, 27, 3)),
+}
+
+
+def scale_widths(widths, width: float, divisor: int = 8) -> tuple[int, ...]:
+    """Apply a channel multiplier the way Ultralytics scales layer widths (round up to a multiple of 8)."""
+    return tuple(max(divisor, math.ceil(w * width / divisor) * divisor) for w in widths)
+
+
+class TimmBackbone(nn.Module):
+    """Any timm model with stride 4/8/16/32 features as a four-output YOLO backbone (P2, P3, P4, P5)."""
+
+    def __init__(self, model_name: str, c1: int = 3, **kwargs):
+        super().__init__()
+        self.model_name = model_name
+        self.body = timm.create_model(model_name, features_only=True, pretrained=False, in_chans=c1, **kwargs)
+        reductions = self.body.feature_info.reduction()
+        missing = [s for s in STRIDES if s not in reductions]
+        if missing:
+            raise ValueError(
+                f"timm model '{model_name}' has no feature maps at stride(s) {missing} "
+                f"(it has {reductions}); a YOLO backbone needs strides {list(STRIDES)}"
+            )
+        # the deepest map of each stride, as a detection neck expects
+        self.keep = [max(i for i, r in enumerate(reductions) if r == s) for s in STRIDES]
+        self.channels = [self.body.feature_info.channels()[i] for i in self.keep]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.body(x)
+        return [feats[i] for i in self.keep]
+
+    def reparameterize(self) -> None:
+        """Fold timm's training-time branches (RepViT's RepVGGDW, Conv+BN) inside the backbone only.
+
+        timm's ``reparameterize_model`` must never run on a whole YOLO model: it calls ``fuse()`` on every child
+        that has one, which replaces Ultralytics' Detect head with None.
+        """
+        from timm.utils.model import reparameterize_model
+
+        reparameterize_model(self.body, inplace=True)
+
+
+def repvit(variant: str, c1: int = 3, width: float = 1.0) -> TimmBackbone:
+    """RepViT variant ``repvit_<variant>`` with its stage widths scaled by ``width``."""
+    dims, depth = REPVIT[variant]
+    return TimmBackbone("repvit_m0_9", c1, embed_dim=scale_widths(dims, width), depth=depth)
+
+
+def convnextv2(variant: str, c1: int = 3, width: float = 1.0) -> TimmBackbone:
+    """ConvNeXt V2 variant ``convnextv2_<variant>`` with its stage widths scaled by ``width``."""
+    dims, depths = CONVNEXTV2[variant]
+    return TimmBackbone(f"convnextv2_{variant}", c1, dims=scale_widths(dims, width), depths=depths)

@@ -1,0 +1,64 @@
+"""``yolo-improve MODE key=value ...``: the Ultralytics CLI grammar, with yolo-improve's modules installed.
+
+Stock modes (train, val, predict, export, track, benchmark, ...) are handed to Ultralytics' own entrypoint after the
+package is imported, so every ``yolo`` argument works unchanged. ``data=sample`` names the bundled sample dataset.
+Our own modes are listed in ``MODES``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: yolo-improve MODE key=value ...
+
+  yolo-improve models                          list the modules and model configs yolo-improve adds
+  yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64
+  yolo-improve val|predict|export|... key=value   any Ultralytics mode, arguments as for `yolo`
+
+data=sample is the bundled 24-image COCO sample."""
+
+
+def _models() -> None:
+    from . import registry
+    from .integrations.ultralytics import CFG_DIR
+
+    print(f"{'module':<22}{'kind':<10}{'YAML args':<28}about")
+    for e in registry.REGISTRY.values():
+        print(f"{e.name:<22}{e.kind:<10}{e.args:<28}{e.summary}")
+    print("\nconfigs (yolo11{n,s,m,l,x}-NAME.yaml selects the scale):")
+    for p in sorted(CFG_DIR.rglob("*.yaml")):
+        print(f"  {p.name}")
+
+
+MODES = {"models": _models}
+
+
+def _rewrite(args: list[str]) -> list[str]:
+    """Resolve our shorthands inside key=value arguments before Ultralytics sees them."""
+    out = []
+    for a in args:
+        if a == "data=sample":
+            from .data import sample_data
+
+            a = f"data={sample_data()}"
+        out.append(a)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("help", "-h", "--help"):
+        print(USAGE)
+        return 0
+    if argv[0] in MODES:
+        return MODES[argv[0]]() or 0
+    import yolo_improve  # noqa: F401  (installs the integration before Ultralytics parses anything)
+    from ultralytics.cfg import entrypoint
+
+    sys.argv[:] = ["yolo", *_rewrite(argv)]  # Ultralytics reads the argv list object it captured at import
+    entrypoint()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

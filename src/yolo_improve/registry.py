@@ -1,0 +1,83 @@
+"""The one list of modules the package adds: what the YAML integration, the CLI and the tests iterate over.
+
+Two kinds of YAML rows exist:
+
+- ``conv``: a drop-in for Ultralytics ``Conv``. Row ``[f, n, NAME, [c2, *rest]]``; ``c2`` is width-scaled and the input
+  channels are inferred exactly as for ``Conv``; the module is built as ``cls(c1, c2, *rest)``.
+- ``backbone``: a four-output backbone. One row ``[-1, 1, NAME, [*args]]`` counts as five layers (the backbone and its
+  P2, P3, P4, P5 outputs, the seed configs' convention). ``build(c1, *args, width=...)`` returns a module with a
+  ``channels`` list; ``width`` is the channel multiplier that follows the model scale when the YAML leaves it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from torch import nn
+
+from .backbones import timm as timm_backbones
+
+
+@dataclass(frozen=True)
+class Module:
+    """A registered YAML module: its name, kind, class, builder and accepted YAML arguments."""
+
+    name: str
+    kind: str  # "conv" | "backbone"
+    cls: type[nn.Module]
+    build: Callable[..., nn.Module]
+    args: str  # the YAML args, as shown in errors and `yolo-improve models`
+    min_args: int
+    max_args: int
+    summary: str = ""
+
+
+REGISTRY: dict[str, Module] = {}
+
+# Channel multiplier of a backbone row that gives no explicit multiplier, per model scale (the seed configs' rule).
+SCALE_WIDTH = {"n": 0.25, "s": 0.5, "m": 1.0, "l": 1.0, "x": 1.5}
+
+
+def register(entry: Module) -> Module:
+    if entry.kind not in ("conv", "backbone"):
+        raise ValueError(f"unknown module kind '{entry.kind}' for {entry.name}")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def _variant(family: Callable, variant: str, c1: int, multiplier: float | None = None, *, width: float = 1.0):
+    """Build one variant of a backbone family; an explicit YAML multiplier wins over the scale's default."""
+    if multiplier is not None and (isinstance(multiplier, bool) or not isinstance(multiplier, (int, float))
+                                   or multiplier <= 0):
+        raise ValueError(f"channel multiplier must be a positive number, got {multiplier!r}")
+    return family(variant, c1, width if multiplier is None else float(multiplier))
+
+
+def _timm(c1: int, model_name: str, *, width: float = 1.0):
+    if not isinstance(model_name, str):
+        raise ValueError(f"TimmBackbone takes a timm model name, got {model_name!r}")
+    return timm_backbones.TimmBackbone(model_name, c1)
+
+
+def _register_family(prefix: str, family: Callable, variants, cls: type[nn.Module], summary: str) -> None:
+    for v in variants:
+        register(Module(f"{prefix}{v}", "backbone", cls, partial(_variant, family, v), "[multiplier=scale default]",
+                        0, 1, summary))
+
+
+_register_family("repvit_", timm_backbones.repvit, timm_backbones.REPVIT, timm_backbones.TimmBackbone,
+                 "RepViT (Wang et al., CVPR 2024), timm implementation")
+_register_family("convnextv2_", timm_backbones.convnextv2, timm_backbones.CONVNEXTV2, timm_backbones.TimmBackbone,
+                 "ConvNeXt V2 (Woo et al., CVPR 2023), timm implementation")
+register(Module("TimmBackbone", "backbone", timm_backbones.TimmBackbone, _timm, "[timm_model_name]", 1, 1,
+                "any timm model with stride 4/8/16/32 features"))
+
+
+def get(name: str) -> Module | None:
+    return REGISTRY.get(name)
+
+
+def names(kind: str | None = None) -> list[str]:
+    return [n for n, e in REGISTRY.items() if kind is None or e.kind == kind]

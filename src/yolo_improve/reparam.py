@@ -1,0 +1,34 @@
+"""One re-parameterization protocol for the whole package.
+
+A module with a training-time multi-branch form defines ``reparameterize()``: it converts itself in place to its
+deploy form, owns the conversion of its own children, and is idempotent. ``reparameterize(model)`` is the single
+deploy step: on a plain module it walks the tree; on an Ultralytics model it runs the model's ``fuse()``, which the
+integration extends so that Ultralytics' own Conv+BN folding and ours happen in one place (val, predict, export).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def reparameterize_modules(module: nn.Module) -> nn.Module:
+    """Call ``reparameterize()`` on the outermost submodules that define it (they convert their own children)."""
+    for child in module.children():
+        convert = getattr(child, "reparameterize", None)
+        if callable(convert):
+            convert()
+        else:
+            reparameterize_modules(child)
+    return module
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """Convert ``model`` to its deploy form in place and return it (idempotent).
+
+    Ultralytics models (anything with ``fuse`` and ``is_fused``) go through ``fuse()``, so that the result is the
+    same model Ultralytics itself validates and exports; any other module is walked directly.
+    """
+    if callable(getattr(model, "fuse", None)) and callable(getattr(model, "is_fused", None)):
+        model.fuse(verbose=False)
+        return reparameterize_modules(model)  # also covers modules fuse() skipped because the model looked fused
+    return reparameterize_modules(model)
