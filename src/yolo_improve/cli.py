@@ -30,7 +30,27 @@ def _models() -> None:
         print(f"  {p.name}")
 
 
-MODES = {"models": _models}
+def _demo() -> None:
+    """Train the YOLO11 baseline and each packaged config for one epoch on the bundled sample and print mAP."""
+    import yolo_improve  # noqa: F401
+    from ultralytics import YOLO
+
+    from .data import sample_data
+    from .integrations.ultralytics import CFG_DIR
+
+    data = sample_data()
+    rows = []
+    for cfg in ["yolo11n.yaml", *(p.name.replace("yolo11-", "yolo11n-") for p in sorted(CFG_DIR.rglob("*.yaml")))]:
+        model = YOLO(cfg)
+        model.train(data=str(data), epochs=1, imgsz=64, batch=8, workers=0, plots=False, seed=0, verbose=False)
+        m = model.val(data=str(data), imgsz=64, batch=8, workers=0, plots=False, verbose=False)
+        rows.append((cfg, sum(p.numel() for p in model.model.parameters()), m.box.map50, m.box.map))
+    print(f"\n{'model':<28}{'params':>12}{'mAP50':>8}{'mAP50-95':>10}")
+    for cfg, n, m50, m in rows:
+        print(f"{cfg:<28}{n:>12,}{m50:>8.3f}{m:>10.3f}")
+
+
+MODES = {"models": _models, "demo": _demo}
 
 
 def _rewrite(args: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Callable
 from torch import nn
 
 from .backbones import timm as timm_backbones
+from .backbones import unireplknet
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ _register_family("repvit_", timm_backbones.repvit, timm_backbones.REPVIT, timm_b
                  "RepViT (Wang et al., CVPR 2024), timm implementation")
 _register_family("convnextv2_", timm_backbones.convnextv2, timm_backbones.CONVNEXTV2, timm_backbones.TimmBackbone,
                  "ConvNeXt V2 (Woo et al., CVPR 2023), timm implementation")
+_register_family("unireplknet_", unireplknet.unireplknet, unireplknet.VARIANTS, unireplknet.UniRepLKNet,
+                 "UniRepLKNet (Ding et al., CVPR 2024), Dilated Reparam Blocks")
 register(Module("TimmBackbone", "backbone", timm_backbones.TimmBackbone, _timm, "[timm_model_name]", 1, 1,
                 "any timm model with stride 4/8/16/32 features"))
 

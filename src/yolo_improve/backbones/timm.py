@@ -7,11 +7,11 @@ same stage outputs the papers use for detection) instead of rewriting them.
 
 from __future__ import annotations
 
-import math
-
 import timm
 import torch
 from torch import nn
+
+from . import scale_widths
 
 STRIDES = (4, 8, 16, 32)
 
@@ -37,11 +37,6 @@ CONVNEXTV2 = {
     "large": ((192, 384, 768, 1536), (3, 3, 27, 3)),
     "huge": ((352, 704, 1408, 2816), (3, 3, 27, 3)),
 }
-
-
-def scale_widths(widths, width: float, divisor: int = 8) -> tuple[int, ...]:
-    """Apply a channel multiplier the way Ultralytics scales layer widths (round up to a multiple of 8)."""
-    return tuple(max(divisor, math.ceil(w * width / divisor) * divisor) for w in widths)
 
 
 class TimmBackbone(nn.Module):

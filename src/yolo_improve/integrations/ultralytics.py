@@ -17,6 +17,7 @@ layers' cost and allow-lists our classes for Ultralytics' safe-load mode.
 from __future__ import annotations
 
 import copy
+import enum
 import importlib
 from pathlib import Path
 
@@ -264,7 +265,8 @@ SAFE_PREFIXES = ("yolo_improve.", "timm.")
 
 
 def _allow(name: str) -> None:
-    """Allow-list one global named in a checkpoint: only nn.Module classes from our package or timm qualify."""
+    """Allow-list one global named in a checkpoint: only module classes, enums and timm's FeatureInfo from our
+    package or timm qualify (unpickling those runs no code of the checkpoint's choosing)."""
     module, _, attr = name.rpartition(".")
     if not module.startswith(SAFE_PREFIXES):
         return
@@ -272,7 +274,7 @@ def _allow(name: str) -> None:
         obj = getattr(importlib.import_module(module), attr, None)
     except ImportError:
         return
-    if isinstance(obj, type) and (issubclass(obj, nn.Module) or obj.__name__ == "FeatureInfo"):
+    if isinstance(obj, type) and (issubclass(obj, (nn.Module, enum.Enum)) or obj.__qualname__ == "FeatureInfo"):
         torch.serialization.add_safe_globals([obj])
 
 

@@ -1,0 +1,167 @@
+"""The integration with stock Ultralytics: YAML building, errors, stock YAMLs untouched, version guard."""
+
+import copy
+
+import pytest
+import torch
+from conftest import SEEDS
+from ultralytics import YOLO
+from ultralytics.nn import tasks
+from ultralytics.nn.modules import Detect, Index
+
+from yolo_improve import ModelYAMLError, registry
+from yolo_improve.integrations import ultralytics as integ
+
+SHIPPED = sorted(integ.CFG_DIR.rglob("*.yaml"))
+SEED_SYSTEMS = {
+    "yolo11-RepViT.yaml": "repvit_m0_6",
+    "yolo11-ConvNeXtV2.yaml": "convnextv2_atto",
+    "yolo11-UniRepLKNet.yaml": "unireplknet_a",
+}
+
+
+def _cfg(path, scale=None):
+    d = tasks.yaml_model_load(path)
+    if scale:
+        d["scale"] = scale
+    return d
+
+
+@pytest.mark.parametrize("scale", "nsmlx")
+@pytest.mark.parametrize("cfg", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_yaml_builds_and_runs_at_every_scale(cfg, scale):
+    name = cfg.name.replace("yolo11-", f"yolo11{scale}-")
+    model = YOLO(name).model  # bare names resolve to the packaged configs, the name selects the scale
+    assert model.yaml["scale"] == scale
+    assert model.stride.tolist() == [8, 16, 32]
+    model.eval()
+    with torch.no_grad():
+        y = model(torch.zeros(1, 3, 64, 64))[0]
+    assert y.shape == (1, 4 + model.yaml["nc"], 8 * 8 + 4 * 4 + 2 * 2)
+    assert torch.isfinite(y).all()
+
+
+def test_backbone_width_follows_scale_unless_given():
+    n = YOLO("yolo11n-repvit.yaml").model.model[0]
+    s = YOLO("yolo11s-repvit.yaml").model.model[0]
+    assert n.channels == [16, 24, 48, 96]  # (48, 96, 192, 384) x 0.25, rounded up to multiples of 8
+    assert s.channels == [24, 48, 96, 192]
+    seed = YOLO(SEEDS / "yolo11-RepViT.yaml").model.model[0]  # the seed gives 0.5 explicitly (scale n)
+    assert seed.channels == [24, 40, 80, 160]
+
+
+@pytest.mark.parametrize("seed,backbone", SEED_SYSTEMS.items())
+def test_seed_configs_build_with_head_on_p3_p4_p5(seed, backbone):
+    model = YOLO(SEEDS / seed).model
+    layers = model.model
+    assert model.yaml["backbone"][0][2] == backbone  # the YAML is kept as written (it is what checkpoints rebuild)
+    assert isinstance(layers[0], registry.get(backbone).cls)
+    assert [(type(m), m.index) for m in layers[1:5]] == [(Index, i) for i in range(4)]
+    detect = layers[-1]
+    assert isinstance(detect, Detect) and detect.f == [12, 15, 18]
+    assert model.stride.tolist() == [8, 16, 32]
+    shapes = {}
+    hooks = [layers[i].register_forward_hook(lambda m, a, y, i=i: shapes.__setitem__(i, y.shape)) for i in (1, 2, 3, 4)]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 128, 128))
+    for h in hooks:
+        h.remove()
+    assert [shapes[i][-1] for i in (1, 2, 3, 4)] == [32, 16, 8, 4]  # P2/4, P3/8, P4/16, P5/32
+    assert [shapes[i][1] for i in (1, 2, 3, 4)] == layers[0].channels
+
+
+@pytest.mark.parametrize("name", registry.names("backbone"))
+def test_every_registered_backbone_declares_its_real_channels(name):
+    if name == "TimmBackbone":
+        m = registry.get(name).build(3, "resnet18")
+    else:
+        m = registry.get(name).build(3, 0.25)
+    outs = m.eval()(torch.zeros(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == m.channels
+    assert [64 // o.shape[-1] for o in outs] == [4, 8, 16, 32]
+
+
+def test_any_timm_model_as_backbone():
+    d = _cfg(integ.CFG_DIR / "11" / "yolo11-repvit.yaml", "n")
+    d["backbone"][0] = [-1, 1, "TimmBackbone", ["resnet18"]]
+    model = tasks.DetectionModel(d, verbose=False)
+    assert model.model[0].channels == [64, 128, 256, 512]
+    assert model.stride.tolist() == [8, 16, 32]
+
+
+@pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo11s-cls.yaml", "yolo11n-seg.yaml", "yolov8n.yaml"])
+def test_stock_yamls_build_exactly_as_before(cfg, monkeypatch):
+    ours = tasks.DetectionModel if "cls" not in cfg else tasks.ClassificationModel
+    ours = (tasks.SegmentationModel if "seg" in cfg else ours)(cfg, verbose=False)
+    monkeypatch.setattr(tasks, "parse_model", integ._STOCK["parse_model"])
+    stock = type(ours)(cfg, verbose=False)
+    assert [type(m) for m in ours.modules()] == [type(m) for m in stock.modules()]
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in stock.parameters())
+
+
+def _seed(name="yolo11-RepViT.yaml"):
+    return copy.deepcopy(_cfg(SEEDS / name, "n"))
+
+
+def test_unknown_module_names_layer_and_known_names():
+    d = _seed()
+    d["head"][2][2] = "C3k2X"
+    with pytest.raises(ModelYAMLError, match=r"layer 9 .*unknown module 'C3k2X'.*repvit_m0_6.*convnextv2_atto"):
+        tasks.DetectionModel(d, verbose=False)
+
+
+def test_seed_configs_of_later_modules_name_the_culprit():
+    d = _cfg(SEEDS / "yolo11-OREPA.yaml", "n")
+    if registry.get("OREPA"):
+        pytest.skip("OREPA is registered")
+    with pytest.raises(ModelYAMLError, match=r"layer 1 .*unknown module 'OREPA'"):
+        tasks.DetectionModel(d, verbose=False)
+
+
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda d: d["backbone"][0][3].extend([1, 2]), r"layer 0 .*repvit_m0_6 takes args \[multiplier"),
+        (lambda d: d["backbone"][0][3].__setitem__(0, -2), r"layer 0 .*multiplier must be a positive number"),
+        (lambda d: d["head"][2][3].extend([1, 2, 3, 4, 5, 6, 7, 8]), r"layer 9 .*TypeError"),
+        (lambda d: d["backbone"][1].__setitem__(3, []), r"layer 5 .*SPPF.*IndexError"),
+        (lambda d: d["head"][1].__setitem__(0, [-1, 30]), r"layer 8 .*'from' index 30 does not name an earlier"),
+        (lambda d: d["backbone"].insert(0, [-1, 1, "Conv", [16, 3, 2]]), r"layer 1 .*must be the first row"),
+        (lambda d: d["head"].__setitem__(0, [-1, 1]), r"layer 7 .*\[from, repeats, module, args\]"),
+    ],
+)
+def test_bad_rows_raise_our_error(mutate, match):
+    d = _seed()
+    mutate(d)
+    with pytest.raises(ModelYAMLError, match=match):
+        tasks.DetectionModel(d, verbose=False)
+
+
+def test_backbone_declaring_wrong_channels_is_refused(monkeypatch):
+    real = registry.get("repvit_m0_6")
+
+    def liar(c1, *args, width=1.0):
+        m = real.build(c1, *args, width=width)
+        m.channels = m.channels[:3] + [m.channels[3] + 8]
+        return m
+
+    monkeypatch.setitem(registry.REGISTRY, "repvit_m0_6", registry.Module(**{**vars(real), "build": liar}))
+    with pytest.raises(ModelYAMLError, match=r"layer 0 .*declared output channels .* do not match the real outputs"):
+        tasks.DetectionModel(_seed(), verbose=False)
+
+
+@pytest.mark.parametrize("version,ok", [("8.3.215", True), ("8.4.190", True), ("8.3.214", False), ("8.5.0", False)])
+def test_version_guard(version, ok):
+    if ok:
+        assert integ.check_version(version) == version
+    else:
+        with pytest.raises(integ.UnsupportedUltralytics, match=r"supports ultralytics>=8.3.215,<8.5.*pip install"):
+            integ.check_version(version)
+
+
+def test_install_is_idempotent():
+    before = tasks.parse_model
+    integ.install()
+    integ.install()
+    assert tasks.parse_model is before is integ.parse_model
