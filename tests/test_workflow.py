@@ -38,17 +38,19 @@ def trained_repvit(sample, tmp_path_factory):
     return best
 
 
-def test_convnextv2_train_val_predict_export(sample, tmp_path):
-    model = YOLO(SEEDS / "yolo11-ConvNeXtV2.yaml")
+@pytest.mark.parametrize("seed", ["yolo11-ConvNeXtV2.yaml", "yolo11-AKConv.yaml"])
+def test_seed_train_val_predict_export(seed, sample, tmp_path):
+    model = YOLO(SEEDS / seed)
+    ours = {e.cls for e in registry.REGISTRY.values()}
+    layer = next(m.i for m in model.model.model if type(m) in ours)  # the first layer that is one of our modules
     start = {k: v.clone() for k, v in model.model.state_dict().items()}
-    model.train(data=str(sample), project=str(tmp_path), name="cnx", **TRAIN)
-    best = tmp_path / "cnx" / "weights" / "best.pt"
+    model.train(data=str(sample), project=str(tmp_path), name="run", **TRAIN)
+    best = tmp_path / "run" / "weights" / "best.pt"
     trained = YOLO(best)
-    backbone = trained.model.model[0]
-    assert isinstance(backbone, registry.get("convnextv2_atto").cls)
+    assert type(trained.model.model[layer]) in ours
     changed = [k for k, v in trained.model.state_dict().items() if k in start and v.dtype.is_floating_point
                and not torch.equal(v.float(), start[k].float())]
-    assert any(k.startswith("model.0.") for k in changed), "the backbone did not train"
+    assert any(k.startswith(f"model.{layer}.") for k in changed), "our module did not train"
     metrics = trained.val(data=str(sample), imgsz=64, batch=8, workers=0, plots=False)
     assert 0.0 <= metrics.box.map <= 1.0
     results = trained.predict(sample.parent / "val" / "images", imgsz=64, verbose=False)

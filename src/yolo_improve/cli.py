@@ -13,12 +13,13 @@ USAGE = """usage: yolo-improve MODE key=value ...
 
   yolo-improve models                          list the modules and model configs yolo-improve adds
   yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64
+  yolo-improve reparam model=best.pt [save=...]  write the re-parameterized deploy checkpoint
   yolo-improve val|predict|export|... key=value   any Ultralytics mode, arguments as for `yolo`
 
 data=sample is the bundled 24-image COCO sample."""
 
 
-def _models() -> None:
+def _models(args: list[str]) -> None:
     from . import registry
     from .integrations.ultralytics import CFG_DIR
 
@@ -30,7 +31,7 @@ def _models() -> None:
         print(f"  {p.name}")
 
 
-def _demo() -> None:
+def _demo(args: list[str]) -> None:
     """Train the YOLO11 baseline and each packaged config for one epoch on the bundled sample and print mAP."""
     import yolo_improve  # noqa: F401
     from ultralytics import YOLO
@@ -50,7 +51,25 @@ def _demo() -> None:
         print(f"{cfg:<28}{n:>12,}{m50:>8.3f}{m:>10.3f}")
 
 
-MODES = {"models": _models, "demo": _demo}
+def _reparam(args: list[str]) -> None:
+    """``yolo-improve reparam model=best.pt [save=best-deploy.pt]``: write the deploy-form checkpoint."""
+    from .reparam import save_deploy
+
+    kv = _kv(args, {"model", "save"})
+    if "model" not in kv:
+        raise SystemExit("yolo-improve reparam: model=<checkpoint.pt> is required")
+    print(f"deploy checkpoint written to {save_deploy(kv['model'], kv.get('save'))}")
+
+
+def _kv(args: list[str], allowed: set[str]) -> dict[str, str]:
+    """Parse ``key=value`` arguments, refusing keys the mode does not know."""
+    out = {}
+    for a in args:
+        key, sep, value = a.partition("=")
+        if not sep or key not in allowed:
+            raise SystemExit(f"unknown argument '{a}'; this mode takes {', '.join(sorted(f'{k}=...' for k in allowed))}")
+        out[key] = value
+    return out
 
 
 def _rewrite(args: list[str]) -> list[str]:
@@ -65,13 +84,16 @@ def _rewrite(args: list[str]) -> list[str]:
     return out
 
 
+MODES = {"models": _models, "demo": _demo, "reparam": _reparam}  # each takes the key=value args after the mode
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("help", "-h", "--help"):
         print(USAGE)
         return 0
     if argv[0] in MODES:
-        return MODES[argv[0]]() or 0
+        return MODES[argv[0]](argv[1:]) or 0
     import yolo_improve  # noqa: F401  (installs the integration before Ultralytics parses anything)
     from ultralytics.cfg import entrypoint
 

@@ -19,6 +19,8 @@ from torch import nn
 
 from .backbones import timm as timm_backbones
 from .backbones import unireplknet
+from .layers.akconv import AKConv
+from .layers.orepa import OREPA
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ def _register_family(prefix: str, family: Callable, variants, cls: type[nn.Modul
                         0, 1, summary))
 
 
+register(Module("OREPA", "conv", OREPA, OREPA, "[c2, k=3, s=1, p=None, g=1, d=1, act=True]", 1, 7,
+                "OREPA (Hu et al., CVPR 2022): online re-parameterized conv, deploys to one conv"))
+register(Module("AKConv", "conv", AKConv, AKConv, "[c2, num_param=5, s=1]", 1, 3,
+                "AKConv (Zhang et al., 2023): conv with an arbitrary number of learned sampling points"))
 _register_family("repvit_", timm_backbones.repvit, timm_backbones.REPVIT, timm_backbones.TimmBackbone,
                  "RepViT (Wang et al., CVPR 2024), timm implementation")
 _register_family("convnextv2_", timm_backbones.convnextv2, timm_backbones.CONVNEXTV2, timm_backbones.TimmBackbone,

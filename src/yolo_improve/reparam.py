@@ -32,3 +32,25 @@ def reparameterize(model: nn.Module) -> nn.Module:
         model.fuse(verbose=False)
         return reparameterize_modules(model)  # also covers modules fuse() skipped because the model looked fused
     return reparameterize_modules(model)
+
+
+def save_deploy(weights, out=None):
+    """Write the deploy form of an Ultralytics checkpoint (``best.pt`` -> ``best-deploy.pt``) and return its path.
+
+    The deploy checkpoint loads, validates, predicts and exports like any other. It is marked in its model YAML so
+    that training from it fails with a clear message: its folded layers no longer match the training-form layers
+    the trainer rebuilds, and they would silently be left at initialisation.
+    """
+    from pathlib import Path
+
+    from ultralytics import YOLO
+
+    weights = Path(weights)
+    out = Path(out) if out else weights.with_name(f"{weights.stem}-deploy{weights.suffix}")
+    if out.resolve() == weights.resolve():
+        raise ValueError(f"refusing to overwrite the training checkpoint {weights}; choose another output path")
+    model = YOLO(weights)
+    reparameterize(model.model)
+    model.model.yaml = {**model.model.yaml, "deploy": True}
+    model.save(out)
+    return out

@@ -135,6 +135,9 @@ def _stock_failure(exc: BaseException) -> int | None:
 def parse_model(d, ch, verbose=True):
     """Drop-in for ``ultralytics.nn.tasks.parse_model`` that also builds yolo-improve rows."""
     stock = _STOCK["parse_model"]
+    if d.get("deploy"):
+        raise ModelYAMLError(None, "deploy: true", "this model is a re-parameterized deploy checkpoint; it validates, "
+                             "predicts and exports, but to train, start from the training checkpoint it was made from")
     for section in ("backbone", "head"):
         if not isinstance(d.get(section), list):
             raise ModelYAMLError(None, section, f"the model YAML needs a '{section}' list of rows")
@@ -174,7 +177,7 @@ def parse_model(d, ch, verbose=True):
             module = built[0]
         else:
             try:
-                module = _build_conv(entry, placeholder, row)
+                module = _build_conv(entry, placeholder, row, bool(d.get("activation")))
             except Exception as e:
                 raise ModelYAMLError(layer, row, f"{type(e).__name__}: {e}") from e
         module.i, module.f, module.type = layer, placeholder.f, f"{type(module).__module__}.{type(module).__name__}"
@@ -196,13 +199,16 @@ def _stock_parse(stock, d, ch, verbose, origin):
         raise ModelYAMLError(layer, row, f"{type(e).__name__}: {e}") from e
 
 
-def _build_conv(entry: registry.Module, placeholder: nn.Module, row) -> nn.Module:
+def _build_conv(entry: registry.Module, placeholder: nn.Module, row, yaml_activation: bool) -> nn.Module:
     first = placeholder[0] if isinstance(placeholder, nn.Sequential) else placeholder
     c1, c2 = first.conv.in_channels, first.conv.out_channels
     rest = row[3][1:]
-    if isinstance(placeholder, nn.Sequential):  # repeats > 1: a chain, the first maps c1 -> c2
-        return nn.Sequential(*(entry.build(c1 if j == 0 else c2, c2, *rest) for j in range(len(placeholder))))
-    return entry.build(c1, c2, *rest)
+    n = len(placeholder) if isinstance(placeholder, nn.Sequential) else 1
+    chain = [entry.build(c1 if j == 0 else c2, c2, *rest) for j in range(n)]  # repeats: the first maps c1 -> c2
+    for m in chain:  # a YAML `activation:` applies to our conv layers as it does to Conv (unless act was given)
+        if yaml_activation and len(rest) < 6 and isinstance(getattr(m, "act", None), nn.SiLU):
+            m.act = first.act
+    return chain[0] if n == 1 else nn.Sequential(*chain)
 
 
 def _check_backbone(backbone: nn.Module, c1: int) -> None:
@@ -251,7 +257,7 @@ def fuse(self, *args, **kwargs):
 
 def _register_thop() -> None:
     try:
-        from thop import profile as thop_profile
+        thop_profile = importlib.import_module("thop.profile")  # the module (``thop.profile`` the name is a function)
     except ImportError:  # pragma: no cover - ultralytics-thop is an Ultralytics dependency
         return
     for entry in registry.REGISTRY.values():

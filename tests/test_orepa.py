@@ -1,0 +1,291 @@
+"""OREPA: branch semantics, train/deploy equivalence, warm start, AMP, ONNX, thop counting, pickling, training."""
+
+import copy
+import io
+import itertools
+
+import numpy as np
+import pytest
+import thop
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from yolo_improve.layers.orepa import OREPA, frequency_prior, thop_count
+from yolo_improve.reparam import reparameterize
+
+KSG = list(itertools.product((1, 3, 5, 7), (1, 2), (1, 4)))  # kernel, stride, groups
+
+
+@torch.no_grad()
+def randomise(m: OREPA, seed: int = 0) -> OREPA:
+    """Non-zero random branch scales, non-trivial BN statistics and a non-identity 1x1 of the 1x1-kxk branch: with
+    the defaults (prior scale 0, mean 0, var 1) the equivalence checks would pass for wrong folds."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(t, lo, hi):
+        return (torch.rand(t.shape, generator=g, dtype=torch.float64) * (hi - lo) + lo).to(t.dtype)
+
+    m.scale.copy_(rnd(m.scale, 0.2, 1.0) * torch.where(rnd(m.scale, 0, 1) > 0.5, 1.0, -1.0).to(m.scale.dtype))
+    m.weight_1x1_kxk_idconv1.copy_(rnd(m.weight_1x1_kxk_idconv1, -0.3, 0.3))
+    m.bn.running_mean.copy_(rnd(m.bn.running_mean, -0.5, 0.5))
+    m.bn.running_var.copy_(rnd(m.bn.running_var, 0.5, 2.0))
+    m.bn.weight.copy_(rnd(m.bn.weight, 0.5, 1.5))
+    m.bn.bias.copy_(rnd(m.bn.bias, -0.5, 0.5))
+    return m
+
+
+def rel_diff(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def unmerged(m: OREPA, x):
+    """Pre-BN output with every branch run as the ops the paper draws (stride 1 dilation 1 'same' padding)."""
+    k, s, g, p, c1, c2 = m.kernel_size, m.stride, m.groups, m.padding, m.in_channels, m.out_channels
+    sc = {b: m.scale[i].reshape(1, -1, 1, 1) for i, b in enumerate(m.branches)}
+    out = sc["origin"] * F.conv2d(x, m.weight_origin, None, s, p, 1, g)
+    mid = F.conv2d(x, m.weight_1x1_kxk_idconv1 + m.id_1x1, None, 1, 0, 1, g)
+    out = out + sc["1x1_kxk"] * F.conv2d(mid, m.weight_1x1_kxk_conv2, None, s, p, 1, g)
+    if k > 1:
+        avg = F.avg_pool2d(F.conv2d(x, m.weight_avg, None, 1, 0, 1, g), k, s, p, count_include_pad=True)
+        prior = F.conv2d(F.conv2d(x, m.weight_prior, None, 1, 0, 1, g), m.prior.unsqueeze(1), None, s, p, 1, c2)
+        one = F.conv2d(x, m.weight_1x1, None, s, 0, 1, g)
+        dws = F.conv2d(F.conv2d(x, m.weight_dw, None, s, p, 1, c1), m.weight_pw, None, 1, 0, 1, g)
+        out = out + sc["avg"] * avg + sc["prior"] * prior + sc["1x1"] * one + sc["dws"] * dws
+    return out
+
+
+@pytest.mark.parametrize("k,s,g", KSG)
+def test_merged_kernel_equals_the_branches_run_separately(k, s, g):
+    torch.manual_seed(k * 10 + s + g)
+    m = randomise(OREPA(8, 12, k, s, g=g).double())
+    x = torch.randn(2, 8, 11, 11, dtype=torch.float64)
+    merged = F.conv2d(x, m.merged_kernel(), None, s, m.padding, 1, g)
+    assert rel_diff(merged, unmerged(m, x)) < 1e-12
+    assert m.branches == (("origin", "1x1_kxk") if k == 1 else ("origin", "avg", "prior", "1x1_kxk", "1x1", "dws"))
+
+
+@pytest.mark.parametrize("k,s,g", KSG + [(3, 1, 12), (3, 2, 12)])  # g=12: depthwise (c1 = c2 = 12)
+def test_train_form_equals_deploy_form(k, s, g):
+    torch.manual_seed(k * 10 + s + g)
+    c1 = 12 if g == 12 else 8
+    m = randomise(OREPA(c1, 12, k, s, g=g).double()).eval()
+    assert all(kern.abs().max() > 0 for kern in m.branch_kernels().values())  # no branch is trivially zero
+    x = torch.randn(2, c1, 13, 13, dtype=torch.float64)
+    y = m(x)
+    m.reparameterize()
+    assert rel_diff(m(x), y) < 1e-12
+
+
+@pytest.mark.parametrize("k,s,d,p", [(3, 1, 2, None), (5, 2, 2, None), (3, 2, 3, None), (3, 1, 1, 0), (5, 2, 1, 1)])
+def test_dilation_and_explicit_padding(k, s, d, p):
+    m = randomise(OREPA(8, 8, k, s, p, g=2, d=d).double()).eval()
+    x = torch.randn(2, 8, 17, 17, dtype=torch.float64)
+    y = m(x)
+    ref = nn.Conv2d(8, 8, k, s, (d * (k - 1) + 1) // 2 if p is None else p, d, 2, bias=False).double()
+    assert y.shape == ref(x).shape
+    m.reparameterize()
+    assert rel_diff(m(x), y) < 1e-12
+
+
+def test_train_form_equals_deploy_form_fp32():
+    torch.manual_seed(0)
+    m = randomise(OREPA(16, 32, 3, 2, g=2)).eval()
+    x = torch.randn(2, 16, 20, 20)
+    y = m(x)
+    m.reparameterize()
+    assert rel_diff(m(x), y) < 1e-5
+
+
+@pytest.mark.parametrize("k", (3, 5, 7))
+def test_frequency_prior_has_no_dead_or_dc_filters(k):
+    prior = frequency_prior(64, k)
+    flat = prior.flatten(1)
+    assert prior.shape == (64, k, k)
+    assert (flat.abs().amax(1) > 0.2).all()  # the official k=3 prior has all-zero filters (frequency 3, 6, ...)
+    assert flat.sum(1).abs().max() < 1e-6  # DC is the avg branch's job
+    assert len({tuple(r.tolist()) for r in flat.round(decimals=5)}) == min(64, k * k - 1)
+
+
+def test_reparameterize_is_idempotent_and_leaves_one_conv():
+    m = randomise(OREPA(8, 16, 3, 2)).eval()
+    x = torch.randn(1, 8, 16, 16)
+    y = m(x)
+    model = nn.Sequential(m)
+    reparameterize(model)
+    conv, weight = m.conv, m.conv.weight.clone()
+    reparameterize(model)
+    m.reparameterize()
+    assert m.conv is conv and torch.equal(m.conv.weight, weight)
+    assert dict(m.named_parameters()).keys() == {"conv.weight", "conv.bias"}
+    assert not list(m.buffers())
+    assert sorted(type(c).__name__ for c in m.modules()) == ["Conv2d", "OREPA", "SiLU"]
+    assert m.conv.bias is not None and m.deployed and "deployed" in repr(m)
+    assert rel_diff(m(x), y) < 1e-5
+
+
+def _ultralytics_conv(c1, c2, k, s, g, fused):
+    from ultralytics.nn.modules.conv import Conv
+    from ultralytics.utils.torch_utils import fuse_conv_and_bn
+
+    torch.manual_seed(c2 + k)
+    c = Conv(c1, c2, k, s, g=g)
+    with torch.no_grad():
+        c.conv.weight.normal_(0, 0.3)
+        c.bn.running_mean.uniform_(-0.5, 0.5)
+        c.bn.running_var.uniform_(0.5, 2.0)
+        c.bn.weight.uniform_(0.5, 1.5)
+        c.bn.bias.uniform_(-0.5, 0.5)
+    c.eval()
+    if fused:
+        c.conv = fuse_conv_and_bn(c.conv, c.bn)
+        delattr(c, "bn")
+        c.forward = c.forward_fuse
+    return c
+
+
+@pytest.mark.parametrize("k,s,g,fused", [(3, 2, 1, False), (1, 1, 1, False), (5, 1, 2, False), (3, 1, 8, False),
+                                         (3, 2, 1, True), (1, 1, 2, True)])
+def test_from_conv_is_exact_and_trainable(k, s, g, fused):
+    c = _ultralytics_conv(8, 16, k, s, g, fused)
+    m = OREPA.from_conv(c)
+    x = torch.randn(2, 8, 12, 12)
+    with torch.no_grad():
+        assert rel_diff(m(x), c(x)) < 1e-6
+    assert not m.training and m.act is c.act
+
+    # training: the zero scales receive gradients at once, the extra branches' weights after one step
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    for step in range(2):
+        opt.zero_grad()
+        m(x).square().mean().backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+        assert (m.scale.grad.abs().amax(1) > 0).all()
+        if step == 1:
+            assert all(p.grad.abs().max() > 0 for p in m.parameters())
+        opt.step()
+
+    with torch.no_grad():  # and it still re-parameterizes exactly after training
+        m.eval()
+        y = m(x)
+        m.reparameterize()
+        assert rel_diff(m(x), y) < 1e-5
+
+
+def test_from_conv_rejects_non_square_kernels():
+    from ultralytics.nn.modules.conv import Conv
+
+    with pytest.raises(TypeError):
+        OREPA.from_conv(Conv(4, 4, (1, 3)))
+    with pytest.raises(ValueError):
+        OREPA(4, 4, 2)
+
+
+@pytest.mark.parametrize("k", (1, 3))
+def test_gradients_reach_every_parameter(k):
+    m = randomise(OREPA(8, 8, k, 1, g=2))
+    m(torch.randn(2, 8, 9, 9)).sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 0, name
+
+
+def test_autocast_bf16_merges_in_fp32():
+    m = randomise(OREPA(8, 16, 3, 2, g=2))
+    x = torch.randn(2, 8, 16, 16, requires_grad=True)
+    reference = m.merged_kernel()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kernel = m.merged_kernel()
+        y = m(x)
+    assert kernel.dtype == torch.float32 and torch.equal(kernel, reference)  # bitwise: no bf16 rounding inside
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
+    y.float().square().mean().backward()
+    for p in m.parameters():
+        assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+    with torch.no_grad():
+        assert rel_diff(y.float(), m(x)) < 0.05  # bf16 conv, fp32 kernel
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter Ultralytics uses
+@pytest.mark.parametrize("form", ("train", "deploy"))
+@pytest.mark.parametrize("k,s,g", [(3, 2, 2), (1, 1, 1), (5, 1, 1)])
+def test_onnx_export_matches_pytorch(tmp_path, form, k, s, g):
+    import onnxruntime as ort
+
+    m = randomise(OREPA(8, 16, k, s, g=g)).eval()
+    if form == "deploy":
+        m.reparameterize()
+    x = torch.randn(1, 8, 24, 24)
+    path = tmp_path / "orepa.onnx"
+    torch.onnx.export(m, (x,), str(path), dynamo=False, opset_version=17, input_names=["images"])
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        ref = m(x).numpy()
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("k,s,g", [(3, 2, 1), (3, 1, 2), (1, 1, 1), (5, 2, 4)])
+def test_thop_counts_one_conv_and_bn(k, s, g):
+    m = OREPA(8, 16, k, s, g=g)
+    x = torch.randn(1, 8, 32, 32)
+    ref = nn.Sequential(nn.Conv2d(8, 16, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(16), nn.SiLU())
+    expected = thop.profile(ref, inputs=(x,), verbose=False)[0]
+    macs = 16 * (8 // g) * k * k * (32 // s) ** 2
+    assert expected == macs + 4 * 16 * (32 // s) ** 2  # thop's BN rule: 2 per element, x2 for affine
+    ops = {OREPA: thop_count}
+    assert thop.profile(m, inputs=(x,), custom_ops=ops, verbose=False)[0] == expected
+    assert thop.profile_origin(m, inputs=(x,), custom_ops=ops, verbose=False)[0] == expected
+    big = torch.empty(1, 8, 64, 64)  # the stride-proxy extrapolation Ultralytics' get_flops uses
+    assert thop.profile(m, inputs=(big,), custom_ops=ops, verbose=False, stride=32)[0] == 4 * expected
+
+    # a thop that stops at modules with a rule (older releases) reads only m.total_ops: it must hold the whole block
+    m.total_ops, m.bn.total_ops = 0, 0
+    hook = m.bn.register_forward_hook(thop.vision.basic_hooks.count_normalization)
+    y = m.eval()(x)
+    hook.remove()
+    thop_count(m, (x,), y)
+    assert (m.total_ops, m.bn.total_ops) == (expected, 0)
+    del m.total_ops, m.bn.total_ops
+
+    m.reparameterize()  # the deploy form is a plain Conv2d child: thop counts it natively, with or without the rule
+    plain = thop.profile(nn.Conv2d(8, 16, k, s, k // 2, groups=g, bias=True), inputs=(x,), verbose=False)[0]
+    assert thop.profile(m, inputs=(x,), verbose=False)[0] == plain == macs
+    assert thop.profile(m, inputs=(x,), custom_ops=ops, verbose=False)[0] == plain
+
+
+@pytest.mark.parametrize("form", ("train", "deploy"))
+def test_pickle_and_state_dict_round_trip(form):
+    m = randomise(OREPA(8, 16, 3, 2, g=2)).eval()
+    if form == "deploy":
+        m.reparameterize()
+    x = torch.randn(1, 8, 16, 16)
+    buf = io.BytesIO()
+    torch.save(nn.Sequential(m), buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert torch.equal(loaded(x), m(x))
+    if form == "train":  # a fresh module rebuilds the non-persistent constants
+        fresh = OREPA(8, 16, 3, 2, g=2).eval()
+        fresh.load_state_dict(copy.deepcopy(m.state_dict()))
+        assert torch.equal(fresh(x), m(x))
+
+
+def test_training_steps_fit_a_target():
+    torch.manual_seed(0)
+    m = OREPA(8, 8, 3, 1)
+    x, target = torch.randn(4, 8, 12, 12), torch.randn(4, 8, 12, 12).clamp(min=-0.2)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    running_mean = m.bn.running_mean.clone()
+    opt = torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
+    losses = []
+    for _ in range(10):
+        opt.zero_grad()
+        loss = F.mse_loss(m(x), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < 0.8 * losses[0]
+    changed = [n for n, p in m.named_parameters() if not torch.equal(p, before[n])]
+    assert changed == list(before)
+    assert not torch.equal(m.bn.running_mean, running_mean)
