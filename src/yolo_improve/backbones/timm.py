@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import timm
 import torch
+from timm.layers.grn import GlobalResponseNorm
 from torch import nn
 
 from . import scale_widths
@@ -39,6 +40,23 @@ CONVNEXTV2 = {
 }
 
 
+class GlobalResponseNorm32(GlobalResponseNorm):
+    """timm's GRN (ConvNeXt V2) with its global L2 norm taken in float32.
+
+    In float16 the sum of squares over a detection-sized map overflows (inf / inf = NaN): the NaN losses and empty
+    fp16 / TensorRT detections users of ConvNeXt V2 detectors report. ``no_weight_decay`` keeps gamma and beta out
+    of weight decay, the ConvNeXt V2 authors' fix for fine-tuning.
+    """
+
+    no_weight_decay = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.linalg.vector_norm(x.float(), dim=self.spatial_dim, keepdim=True)
+        n = (g / (g.mean(dim=self.channel_dim, keepdim=True) + self.eps)).to(x.dtype)
+        w, b = self.weight.view(self.wb_shape).to(x.dtype), self.bias.view(self.wb_shape).to(x.dtype)
+        return x + torch.addcmul(b, w, x * n)
+
+
 class TimmBackbone(nn.Module):
     """Any timm model with stride 4/8/16/32 features as a four-output YOLO backbone (P2, P3, P4, P5)."""
 
@@ -46,6 +64,9 @@ class TimmBackbone(nn.Module):
         super().__init__()
         self.model_name = model_name
         self.body = timm.create_model(model_name, features_only=True, pretrained=False, in_chans=c1, **kwargs)
+        for m in self.body.modules():
+            if type(m) is GlobalResponseNorm:
+                m.__class__ = GlobalResponseNorm32  # same parameters, fp16-safe forward
         reductions = self.body.feature_info.reduction()
         missing = [s for s in STRIDES if s not in reductions]
         if missing:

@@ -66,8 +66,11 @@ class GRN(nn.Module):
 
     Nx is each channel's L2 norm over H, W divided by its mean over channels. The norm is taken in float32: a sum
     of squares over a detection-sized map overflows float16 (inf / inf = NaN). ``beta`` becomes None once it has
-    been folded into the next linear layer.
+    been folded into the next linear layer. ``no_weight_decay``: gamma and beta stay out of weight decay (the
+    ConvNeXt V2 authors' fix for fine-tuning), honoured by the integration's optimizer grouping.
     """
+
+    no_weight_decay = True
 
     def __init__(self, dim: int):
         super().__init__()

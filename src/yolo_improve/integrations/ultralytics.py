@@ -19,6 +19,9 @@ from __future__ import annotations
 import copy
 import enum
 import importlib
+import pickle
+import zipfile
+import weakref
 from pathlib import Path
 
 import torch
@@ -41,6 +44,12 @@ class ModelYAMLError(ValueError):
         self.layer, self.row, self.problem = layer, row, problem
         where = f"layer {layer} {row!r}" if layer is not None else f"row {row!r}"
         super().__init__(f"model YAML {where}: {problem}")
+
+
+class CheckpointError(TypeError):
+    """A checkpoint that cannot be loaded (corrupt, truncated, or made by a newer yolo-improve); names the file.
+
+    A TypeError, like Ultralytics' own error for an unreadable checkpoint, so callers catch both the same way."""
 
 
 class UnsupportedUltralytics(ImportError):
@@ -167,7 +176,9 @@ def parse_model(d, ch, verbose=True):
             layers += [[layer, 1, "Index", [c, i]] for i, c in enumerate(backbone.channels)]
             origin += [row] * 5
     if not plan:
-        return _stock_parse(stock, d, ch, verbose, origin)
+        model, save = _stock_parse(stock, d, ch, verbose, origin)
+        _dry_run(model, ch, origin)
+        return model, save
     d = copy.deepcopy(d)
     d["backbone"], d["head"] = layers, []
     model, save = _stock_parse(stock, d, ch, False, origin)
@@ -182,10 +193,39 @@ def parse_model(d, ch, verbose=True):
                 raise ModelYAMLError(layer, row, f"{type(e).__name__}: {e}") from e
         module.i, module.f, module.type = layer, placeholder.f, f"{type(module).__module__}.{type(module).__name__}"
         module.np = sum(x.numel() for x in module.parameters())
+        module.yolo_improve_version = _package_version()  # travels in checkpoints; see _check_checkpoint
         model[layer] = module
     if verbose:
         _log_layers(model, origin)
+    _dry_run(model, ch, origin)
     return model, save
+
+
+# layers whose forward takes more than the previous output (text embeddings): not dry-runnable on an image alone
+_MULTI_INPUT = {"C2fAttn", "ImagePoolingAttn"}
+
+
+def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
+    """Run every layer before the head once on a small image, so that a shape mismatch (e.g. a Concat of maps at
+    different strides) is reported at its own layer instead of as a bare error from deep inside the model."""
+    if any(type(m).__name__ in _MULTI_INPUT for m in model):
+        return
+    was_training = model.training
+    model.eval()
+    x, y = torch.zeros(1, c1, 64, 64), []
+    try:
+        with torch.no_grad():
+            for m in model[:-1]:
+                if m.f != -1:
+                    x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+                try:
+                    x = m(x)
+                except Exception as e:
+                    raise ModelYAMLError(m.i, origin[m.i] if m.i < len(origin) else None,
+                                         f"does not run on its inputs: {type(e).__name__}: {e}") from e
+                y.append(x)
+    finally:
+        model.train(was_training)
 
 
 def _stock_parse(stock, d, ch, verbose, origin):
@@ -266,6 +306,85 @@ def _register_thop() -> None:
             thop_profile.register_hooks[entry.cls] = rule
 
 
+# ------------------------------------------------------------------------------------------- optimizer groups
+def build_optimizer(self, model, *args, **kwargs):
+    """Stock parameter grouping, then the parameters of modules marked ``no_weight_decay`` (GRN gamma and beta)
+    move from the decayed group into the undecayed weight group (never into group 0, the biases, whose warm-up
+    learning rate differs)."""
+    optimizer = _STOCK["build_optimizer"](self, model, *args, **kwargs)
+    exempt = {id(p) for m in model.modules() if getattr(m, "no_weight_decay", False) for p in m.parameters(False)}
+    groups = optimizer.param_groups
+    target = next((g for i, g in enumerate(groups) if i and not g.get("weight_decay", 0)), None)
+    if exempt and target is not None:
+        for g in groups:
+            if g.get("weight_decay", 0):
+                moved = [p for p in g["params"] if id(p) in exempt]
+                g["params"] = [p for p in g["params"] if id(p) not in exempt]
+                target["params"].extend(moved)
+    return optimizer
+
+
+# --------------------------------------------------------------------------------------------- checkpoint files
+def _package_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def torch_safe_load(weight, *args, **kwargs):
+    """Ultralytics' checkpoint loader with errors that name the file on every supported version (8.3 lets a bare
+    EOFError through for a truncated file), and a refusal of checkpoints made by a newer yolo-improve."""
+    path = Path(str(weight))
+    if path.is_file():
+        _check_classes_exist(path)
+    try:
+        ckpt, file = _STOCK["torch_safe_load"](weight, *args, **kwargs)
+    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
+                              f"({type(e).__name__}: {e})") from e
+    except RuntimeError as e:
+        if "PytorchStreamReader" not in str(e) and "zip archive" not in str(e):
+            raise
+        raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is truncated or corrupted "
+                              f"({e})") from e
+    _check_made_by(ckpt, file)
+    return ckpt, file
+
+
+def _check_classes_exist(path: Path) -> None:
+    """Name the missing class when a checkpoint references yolo-improve classes this version does not have."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint: the loader reports it
+        return
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        if module.startswith("yolo_improve"):
+            try:
+                found = hasattr(importlib.import_module(module), attr)
+            except ImportError:
+                found = False
+            if not found:
+                raise CheckpointError(f"{path} needs {name}, which yolo-improve {_package_version()} does not have: "
+                                      "it was made by a newer version; upgrade with pip install -U yolo-improve")
+
+
+def _check_made_by(ckpt, file) -> None:
+    """Refuse a checkpoint whose modules were built by a newer minor release of yolo-improve than the installed
+    one: their saved state may mean something this version computes differently."""
+    if not isinstance(ckpt, dict):
+        return
+    model = ckpt.get("ema") if ckpt.get("ema") is not None else ckpt.get("model")
+    if not isinstance(model, nn.Module):
+        return
+    ours = _version_tuple(_package_version())[:2]
+    for m in model.modules():
+        made = getattr(m, "yolo_improve_version", None)
+        if made and _version_tuple(made)[:2] > ours:
+            raise CheckpointError(f"{file} was made by yolo-improve {made}, newer than the installed "
+                                  f"{_package_version()}; upgrade with pip install -U yolo-improve")
+
+
 # ------------------------------------------------------------------------------------------------ safe loading
 SAFE_PREFIXES = ("yolo_improve.", "timm.")
 
@@ -304,12 +423,93 @@ def install() -> None:
     check_version()
     if _STOCK:
         return
-    _STOCK.update(parse_model=tasks.parse_model, check_yaml=tasks.check_yaml, fuse=tasks.BaseModel.fuse)
+    from ultralytics.engine.trainer import BaseTrainer
+
+    _STOCK.update(parse_model=tasks.parse_model, check_yaml=tasks.check_yaml, fuse=tasks.BaseModel.fuse,
+                  torch_safe_load=tasks.torch_safe_load, build_optimizer=BaseTrainer.build_optimizer)
     tasks.parse_model = parse_model
     tasks.check_yaml = check_yaml
+    tasks.torch_safe_load = torch_safe_load
     tasks.BaseModel.fuse = fuse
+    BaseTrainer.build_optimizer = build_optimizer
     safe = getattr(tasks, "_SafeLoad", None)
     if safe is not None and hasattr(safe, "loading"):
         _STOCK["loading"] = safe.loading
         safe.loading = staticmethod(_safe_loading)
     _register_thop()
+    _install_transfer()  # warm start: structural load, train() keeps loaded weights
+
+
+# ------------------------------------------------------------------------------------- warm start (transfer.py)
+# Stock ``BaseModel.load`` matches tensors by name, which puts them into the wrong layers once a backbone row shifts
+# the indexes, and ``Model.train`` rebuilds the model from YAML, dropping weights loaded into ``YOLO(cfg).model``
+# unless a checkpoint was loaded. Three small hooks make every path keep the weights: ``load`` routes a source whose
+# layers differ from the model's (and that involves our modules) to ``transfer.transfer`` and otherwise runs the
+# stock ``load`` plus the BatchNorm eps/momentum copy; ``train`` hands a model that yolo-improve loaded weights into
+# over as the starting checkpoint; ``unfreeze_after`` lifts Ultralytics' ``freeze`` after some epochs.
+_WARM: weakref.WeakSet = weakref.WeakSet()  # models holding weights loaded by yolo-improve
+
+
+def load_weights(path) -> nn.Module:
+    """An Ultralytics checkpoint's model (EMA if present), in fp32."""
+    return tasks.load_checkpoint(path)[0]
+
+
+def keep_weights(model: nn.Module) -> None:
+    """Mark a model so that ``YOLO.train()`` starts from it instead of rebuilding it from its YAML."""
+    _WARM.add(model)
+
+
+def load(self, weights, verbose=True):
+    """``BaseModel.load`` that aligns layers by structure when the source's layer list differs from this model's."""
+    from .. import transfer
+
+    source = (weights.get("ema") or weights["model"]) if isinstance(weights, dict) else weights
+    if transfer.needs_alignment(self, source):
+        transfer.transfer(self, source, verbose=verbose)
+        return None
+    out = _STOCK["load"](self, weights, verbose)
+    if isinstance(source, nn.Module):
+        transfer.copy_norm_settings(self, source)  # initialize_weights reset them; state dicts do not carry them
+    keep_weights(self)
+    return out
+
+
+def train(self, *args, **kwargs):
+    """``Model.train`` that starts from the in-memory model when yolo-improve put weights into it: without a
+    checkpoint Ultralytics would rebuild it from YAML (both 8.3 and 8.4 reuse ``self.model`` when ``self.ckpt`` is
+    set)."""
+    if not self.ckpt and isinstance(self.model, nn.Module) and self.model in _WARM:
+        self.ckpt = {"model": self.model}
+    return _STOCK["train"](self, *args, **kwargs)
+
+
+def unfreeze_after(model, epochs: int) -> None:
+    """Lift ``freeze`` at the start of epoch ``epochs`` (0-based): train ``model.train(freeze=N)`` with the first N
+    layers frozen for ``epochs`` epochs, then all of them. ``freeze=1`` (or 5) covers a whole backbone row, whose
+    parameters all sit in layer 0; Ultralytics also keeps the frozen layers' BatchNorm statistics fixed. Callbacks are
+    not saved in checkpoints: call it again before resuming. Single-process training only (DDP fixes the trainable
+    set when it wraps the model)."""
+    import re
+
+    def _unfreeze(trainer):
+        names = getattr(trainer, "freeze_layer_names", [])
+        lift = [n for n in names if re.fullmatch(r"model\.\d+\.", n)]
+        if trainer.epoch < epochs or not lift:
+            return
+        keep = [n for n in names if n not in lift]  # ".dfl" and the like stay frozen
+        for k, v in trainer.model.named_parameters():
+            if any(n in k for n in lift) and not any(n in k for n in keep) and v.dtype.is_floating_point:
+                v.requires_grad_(True)
+        trainer.freeze_layer_names = keep  # so _model_train puts their BatchNorms back in train mode
+        LOGGER.info(f"yolo-improve: unfroze {', '.join(lift)} at epoch {trainer.epoch + 1}")
+
+    model.add_callback("on_train_epoch_start", _unfreeze)
+
+
+def _install_transfer() -> None:
+    from ultralytics.engine.model import Model
+
+    _STOCK.update(load=tasks.BaseModel.load, train=Model.train)
+    tasks.BaseModel.load = load
+    Model.train = train
