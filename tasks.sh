@@ -19,13 +19,23 @@ setup() {
     echo "$want" > "$stamp"
   fi
   # offline by design: nothing at run time may need the network
-  export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-$PWD/.yolo-config}
+  export YOLO_OFFLINE=true YOLO_AUTOINSTALL=false YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-$PWD/.yolo-config}
   export PATH="$PWD/$VENV/bin:$PATH"
 }
 
 case "${1:-}" in
   demo) setup; shift; exec yolo-improve demo "$@" ;;
-  test) setup; shift; exec python -m pytest -q "$@" ;;
+  test)
+    setup; shift
+    if [ $# -gt 0 ]; then exec python -m pytest -q "$@"; fi
+    python -m pytest -q
+    # the integration subset again on the lowest supported Ultralytics, overlaid on the same environment
+    low="$VENV/ultralytics-8.3.215"
+    [ -d "$low/ultralytics" ] || python -m pip install -q --no-deps --target "$low" "ultralytics==8.3.215"
+    echo "== integration subset on ultralytics 8.3.215 =="
+    PYTHONPATH="$PWD/$low" python -m pytest -q -p no:cacheprovider \
+      tests/test_integration.py tests/test_workflow.py tests/test_hardening.py
+    ;;
   setup) setup ;;
   *) echo "usage: bash tasks.sh {demo|test|setup} [args]"; exit 2 ;;
 esac

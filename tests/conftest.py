@@ -4,7 +4,7 @@ import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ["YOLO_OFFLINE"] = "true"  # "true": Ultralytics 8.3 accepts no other spelling
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-improve-cfg-"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -181,3 +181,32 @@ def test_convnextv2_grn_is_fp16_safe_and_exact():
     half = ours.half()(x.half())
     assert torch.isfinite(half).all() and not torch.isfinite(stock.half()(x.half())).all()
     torch.testing.assert_close(half.float(), ref, rtol=2e-3, atol=4.0)
+
+
+def test_zero_channel_stock_row_is_refused():
+    d = _seed()
+    d["head"][2][3][0] = 0  # C3k2 with zero output channels
+    with pytest.raises(ModelYAMLError, match=r"layer 9 .*(empty output|does not run on its inputs)"):
+        tasks.DetectionModel(d, verbose=False)
+
+
+def test_grn_parameters_are_not_weight_decayed(sample, tmp_path):
+    """ConvNeXt V2's fix for fine-tuning: GRN gamma/beta live in an undecayed group (not the bias group)."""
+    from yolo_improve.backbones.timm import GlobalResponseNorm32
+
+    model = YOLO("yolo11n-convnextv2.yaml")
+    seen = {}
+
+    def grab(trainer):
+        grn = {id(p) for m in trainer.model.modules() if isinstance(m, GlobalResponseNorm32) for p in m.parameters()}
+        groups = trainer.optimizer.param_groups
+        seen["groups"] = [(i, g["weight_decay"], sum(id(p) in grn for p in g["params"])) for i, g in enumerate(groups)]
+        seen["n"] = len(grn)
+
+    model.add_callback("on_train_start", grab)
+    model.train(data=str(sample), epochs=1, imgsz=32, batch=8, workers=0, plots=False, project=str(tmp_path),
+                name="wd", val=False)
+    assert seen["n"] > 0
+    assert sum(k for _, _, k in seen["groups"]) == seen["n"]  # every GRN parameter is in the optimizer once
+    assert all(wd == 0.0 for _, wd, k in seen["groups"] if k)  # and none of them is decayed
+    assert any(wd > 0 for _, wd, _ in seen["groups"])  # while other weights are

@@ -14,9 +14,17 @@ USAGE = """usage: yolo-improve MODE key=value ...
   yolo-improve models                          list the modules and model configs yolo-improve adds
   yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64
   yolo-improve reparam model=best.pt [save=...]  write the re-parameterized deploy checkpoint
+  yolo-improve transfer model=yolo11n-repvit.yaml weights=yolo11n.pt [backbone=repvit.pth] [save=start.pt]
+                                               warm start: YOLO11 checkpoint (and backbone weights) -> this model
+  yolo-improve bench [models=baseline,repvit] [scale=n] [imgsz=640] [threads=1] [repeats=20] [device=cpu] [out=...]
+                                               params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory
+  yolo-improve compare data=path/to/dataset [models=...] [epochs=100] [imgsz=640] [batch=16] [out=...] [any train arg]
+                                               train each variant identically, validate, ablation table + plot
+  yolo-improve demo [epochs=3] [imgsz=64]      compare on the bundled sample: YOLO11n and every shipped config
   yolo-improve val|predict|export|... key=value   any Ultralytics mode, arguments as for `yolo`
 
-data=sample is the bundled 24-image COCO sample."""
+data=sample is the bundled 24-image COCO sample; data=path/to/dataset takes a folder with classes.txt and
+{train,val}/{images,labels} (no data.yaml needed)."""
 
 
 def _models(args: list[str]) -> None:
@@ -31,24 +39,125 @@ def _models(args: list[str]) -> None:
         print(f"  {p.name}")
 
 
+BENCH_OPTS = dict(models="", scale="n", imgsz=640, batch=2, repeats=20, warmup=3, threads=1, device="", onnx=True,
+                  memory=True, data="", out="runs/yolo-improve/bench")
+COMPARE_OPTS = dict(models="", data="", scale="n", epochs=100, imgsz=640, batch=16, seed=0, repeats=20, warmup=3,
+                    threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True)
+DEMO_OPTS = dict(epochs=3, imgsz=64, batch=8, repeats=20, threads=1, out="runs/yolo-improve/demo", verbose=False)
+
+
+def _options(mode: str, args: list[str], defaults: dict, passthrough: frozenset = frozenset()) -> dict:
+    """Typed ``key=value`` options: each value is converted to its default's type; ``passthrough`` keys (Ultralytics
+    train arguments) keep Ultralytics' own value parsing. Unknown keys and bad values exit with the accepted keys."""
+    from ultralytics.cfg import smart_value
+
+    for a in args:
+        key = a.partition("=")[0]
+        if "=" not in a or (key not in defaults and key not in passthrough):
+            more = " and any Ultralytics train argument (lr0=..., optimizer=...)" if passthrough else ""
+            raise SystemExit(f"yolo-improve {mode}: unknown argument '{a}'; this mode takes "
+                             f"{', '.join(f'{k}=...' for k in defaults)}{more}")
+    raw = _kv(args, set(defaults) | set(passthrough))
+    opts, extra = dict(defaults), {}
+    for k, v in raw.items():
+        if k not in defaults:
+            extra[k] = smart_value(v)
+            continue
+        kind = type(defaults[k])
+        try:
+            if kind is bool:
+                if v.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                opts[k] = v.lower() in ("true", "1")
+            else:
+                opts[k] = kind(v)
+        except ValueError:
+            raise SystemExit(f"yolo-improve {mode}: {k}={v!r} must be {kind.__name__}") from None
+    opts = {k: (None if v == "" else v) for k, v in opts.items()}
+    return {**opts, **extra}
+
+
+def _bench(args: list[str]) -> None:
+    """``yolo-improve bench``: params, GFLOPs, latency (train/deploy/ONNX), ONNX parity, training memory."""
+    from pathlib import Path
+
+    import yaml
+
+    from .bench import bench
+    from .bench.report import describe
+    from .datasets import DatasetLayoutError
+
+    o = _options("bench", args, BENCH_OPTS)
+    out = o.pop("out")
+    data = o.pop("data")
+    try:
+        if data:
+            o["nc"] = len(yaml.safe_load(Path(_data_yaml(data)).read_text())["names"])
+        result = bench(o.pop("models"), **o)
+    except (DatasetLayoutError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"yolo-improve bench: {e}") from None
+    paths = result.write(out)
+    print(f"{result.markdown()}\n\n{describe(result.meta)}")
+    for model, err in result.errors.items():
+        print(f"WARNING {model}: {err}")
+    print(f"\ntable: {paths['md']}  csv: {paths['csv']}  json: {paths['json']}\nplot:  {paths['png']}")
+
+
+def _compare(args: list[str], defaults: dict | None = None, data: str | None = None) -> None:
+    """``yolo-improve compare``: train each variant identically, validate, write the ablation table and plot."""
+    import logging
+
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.utils import LOGGER
+
+    from .compare import CompareError, compare
+    from .datasets import DatasetLayoutError
+
+    # any Ultralytics train argument passes through, except those compare sets itself for every run
+    fixed = {"model", "project", "name", "exist_ok", "resume", "mode", "task", "deterministic", "data"}
+    o = _options("demo" if defaults else "compare", args, defaults or COMPARE_OPTS, frozenset(DEFAULT_CFG_DICT) - fixed)
+    if data is not None:
+        o["data"] = data
+    if not o.get("data"):
+        raise SystemExit("yolo-improve compare: data= is required: a dataset folder, a data.yaml, or data=sample")
+    log = logging.getLogger("yolo_improve")
+    handler = logging.StreamHandler(sys.stdout)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    level = LOGGER.level
+    if not o.pop("verbose"):
+        LOGGER.setLevel(logging.WARNING)  # Ultralytics' per-epoch logs and progress bars
+    try:
+        result = compare(o.pop("data"), o.pop("models", None), **o)
+    except (DatasetLayoutError, CompareError, FileNotFoundError) as e:
+        raise SystemExit(f"yolo-improve {'demo' if defaults else 'compare'}: {e}") from None
+    finally:
+        LOGGER.setLevel(level)
+        log.removeHandler(handler)
+    print(f"\n{result.markdown()}\n\n{result.describe()}")
+    print(f"\ntable: {result.paths['md']}  csv: {result.paths['csv']}  json: {result.paths['json']}")
+    print(f"plot:  {result.paths['png']}\ntotal time: {result.meta['wall_s']:.0f} s")
+
+
 def _demo(args: list[str]) -> None:
-    """Train the YOLO11 baseline and each packaged config for one epoch on the bundled sample and print mAP."""
-    import yolo_improve  # noqa: F401
-    from ultralytics import YOLO
+    """The main job: ``compare`` on the bundled sample for YOLO11n and every shipped config at scale n, at a small
+    image size (a few minutes on 2 CPU cores); prints the ablation table and where the plot is."""
+    _compare(args, DEMO_OPTS, data="sample")
 
-    from .data import sample_data
-    from .integrations.ultralytics import CFG_DIR
 
-    data = sample_data()
-    rows = []
-    for cfg in ["yolo11n.yaml", *(p.name.replace("yolo11-", "yolo11n-") for p in sorted(CFG_DIR.rglob("*.yaml")))]:
-        model = YOLO(cfg)
-        model.train(data=str(data), epochs=1, imgsz=64, batch=8, workers=0, plots=False, seed=0, verbose=False)
-        m = model.val(data=str(data), imgsz=64, batch=8, workers=0, plots=False, verbose=False)
-        rows.append((cfg, sum(p.numel() for p in model.model.parameters()), m.box.map50, m.box.map))
-    print(f"\n{'model':<28}{'params':>12}{'mAP50':>8}{'mAP50-95':>10}")
-    for cfg, n, m50, m in rows:
-        print(f"{cfg:<28}{n:>12,}{m50:>8.3f}{m:>10.3f}")
+def _data_yaml(data: str) -> str:
+    """``sample`` -> the bundled sample; a dataset folder -> a generated data.yaml; anything else unchanged."""
+    from pathlib import Path
+
+    if data == "sample":
+        from .data import sample_data
+
+        return str(sample_data())
+    if Path(data).expanduser().is_dir():
+        from .datasets import resolve_data
+
+        return str(resolve_data(data))
+    return data
 
 
 def _reparam(args: list[str]) -> None:
@@ -76,15 +185,27 @@ def _rewrite(args: list[str]) -> list[str]:
     """Resolve our shorthands inside key=value arguments before Ultralytics sees them."""
     out = []
     for a in args:
-        if a == "data=sample":
-            from .data import sample_data
-
-            a = f"data={sample_data()}"
+        if a.startswith("data="):
+            a = f"data={_data_yaml(a[5:])}"
         out.append(a)
     return out
 
 
-MODES = {"models": _models, "demo": _demo, "reparam": _reparam}  # each takes the key=value args after the mode
+def _transfer(args: list[str]) -> None:
+    """``yolo-improve transfer model=CFG weights=YOLO.pt [backbone=FILE|timm-tag] [save=OUT.pt]``: warm start."""
+    from .transfer import warm_start
+
+    kv = _kv(args, {"model", "weights", "backbone", "save"})
+    if "model" not in kv or not {"weights", "backbone"} & set(kv):
+        raise SystemExit("yolo-improve transfer: model=<cfg.yaml> and weights=<yolo.pt> and/or backbone=<file> needed")
+    import yolo_improve  # noqa: F401
+
+    path = warm_start(**kv)
+    print(f"starting checkpoint written to {path}; train it with `yolo-improve train model={path} data=...`")
+
+
+MODES = {"models": _models, "demo": _demo, "reparam": _reparam, "bench": _bench, "compare": _compare,
+         "transfer": _transfer}  # each takes the key=value args after the mode
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ wrapper that rewrites each of our rows into a stock placeholder row, lets the st
 
 YAMLs that name none of our modules go to the stock parser untouched. The same install also extends
 ``BaseModel.fuse`` with our re-parameterization, lets bare names of our shipped YAMLs resolve, teaches thop our
-layers' cost and allow-lists our classes for Ultralytics' safe-load mode.
+layers' cost and allow-lists our classes for Ultralytics' safe-load mode. For warm starts it aligns ``load`` by
+structure and keeps loaded weights through ``train()`` (the last section).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import copy
 import enum
 import importlib
 import pickle
+import sys
 import zipfile
 import weakref
 from pathlib import Path
@@ -144,6 +146,7 @@ def _stock_failure(exc: BaseException) -> int | None:
 def parse_model(d, ch, verbose=True):
     """Drop-in for ``ultralytics.nn.tasks.parse_model`` that also builds yolo-improve rows."""
     stock = _STOCK["parse_model"]
+    _patch_late()
     if d.get("deploy"):
         raise ModelYAMLError(None, "deploy: true", "this model is a re-parameterized deploy checkpoint; it validates, "
                              "predicts and exports, but to train, start from the training checkpoint it was made from")
@@ -218,11 +221,13 @@ def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
             for m in model[:-1]:
                 if m.f != -1:
                     x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+                row = origin[m.i] if m.i < len(origin) else None
                 try:
                     x = m(x)
                 except Exception as e:
-                    raise ModelYAMLError(m.i, origin[m.i] if m.i < len(origin) else None,
-                                         f"does not run on its inputs: {type(e).__name__}: {e}") from e
+                    raise ModelYAMLError(m.i, row, f"does not run on its inputs: {type(e).__name__}: {e}") from e
+                if any(t.numel() == 0 for t in (x if isinstance(x, (list, tuple)) else [x])):
+                    raise ModelYAMLError(m.i, row, "produces an empty output (zero channels or a zero-size map)")
                 y.append(x)
     finally:
         model.train(was_training)
@@ -309,12 +314,13 @@ def _register_thop() -> None:
 # ------------------------------------------------------------------------------------------- optimizer groups
 def build_optimizer(self, model, *args, **kwargs):
     """Stock parameter grouping, then the parameters of modules marked ``no_weight_decay`` (GRN gamma and beta)
-    move from the decayed group into the undecayed weight group (never into group 0, the biases, whose warm-up
-    learning rate differs)."""
-    optimizer = _STOCK["build_optimizer"](self, model, *args, **kwargs)
+    move from the decayed group into the undecayed norm-weight group (not the bias group, whose warm-up learning
+    rate differs; a GRN beta named ``bias`` is already there)."""
+    optimizer = _STOCK["ultralytics.engine.trainer.build_optimizer"](self, model, *args, **kwargs)
     exempt = {id(p) for m in model.modules() if getattr(m, "no_weight_decay", False) for p in m.parameters(False)}
     groups = optimizer.param_groups
-    target = next((g for i, g in enumerate(groups) if i and not g.get("weight_decay", 0)), None)
+    named = [g for g in groups if g.get("param_group") == "bn"]  # 8.4 names its groups; 8.3 puts biases first
+    target = named[0] if named else next((g for i, g in enumerate(groups) if i and not g.get("weight_decay", 0)), None)
     if exempt and target is not None:
         for g in groups:
             if g.get("weight_decay", 0):
@@ -322,6 +328,34 @@ def build_optimizer(self, model, *args, **kwargs):
                 g["params"] = [p for p in g["params"] if id(p) not in exempt]
                 target["params"].extend(moved)
     return optimizer
+
+
+def _patch_late() -> None:
+    """Extend ``BaseTrainer.build_optimizer`` and ``Model.train`` once their modules are fully imported.
+
+    Never imports them: the start-up hook installs us while Ultralytics is still importing itself, and importing
+    them then is a cycle. Every path to training builds or loads a model (``parse_model``, ``torch_safe_load``)
+    after those modules exist and before ``train`` or the optimizer runs, so both call this."""
+    late = (("ultralytics.engine.trainer", "BaseTrainer", "build_optimizer", build_optimizer),
+            ("ultralytics.engine.model", "Model", "train", train),
+            ("ultralytics.data.utils", None, "check_font", check_font))
+    for module, cls, attr, ours in late:
+        target = sys.modules.get(module)
+        target = getattr(target, cls, None) if cls else target
+        if f"{module}.{attr}" not in _STOCK and hasattr(target, attr):
+            _STOCK[f"{module}.{attr}"] = getattr(target, attr)
+            setattr(target, attr, ours)
+
+
+def check_font(font="Arial.ttf"):
+    """Ultralytics' font lookup minus its download attempt while offline: it ignores YOLO_OFFLINE and each attempt
+    costs seconds per run. The result is what a failed download gives (no font file; plots use Pillow's default)."""
+    from ultralytics import utils
+
+    if utils.ONLINE:
+        return _STOCK["check_font"](font)
+    file = utils.USER_CONFIG_DIR / Path(font).name
+    return file if file.exists() else None
 
 
 # --------------------------------------------------------------------------------------------- checkpoint files
@@ -334,6 +368,7 @@ def _package_version() -> str:
 def torch_safe_load(weight, *args, **kwargs):
     """Ultralytics' checkpoint loader with errors that name the file on every supported version (8.3 lets a bare
     EOFError through for a truncated file), and a refusal of checkpoints made by a newer yolo-improve."""
+    _patch_late()
     path = Path(str(weight))
     if path.is_file():
         _check_classes_exist(path)
@@ -423,15 +458,15 @@ def install() -> None:
     check_version()
     if _STOCK:
         return
-    from ultralytics.engine.trainer import BaseTrainer
-
     _STOCK.update(parse_model=tasks.parse_model, check_yaml=tasks.check_yaml, fuse=tasks.BaseModel.fuse,
-                  torch_safe_load=tasks.torch_safe_load, build_optimizer=BaseTrainer.build_optimizer)
+                  torch_safe_load=tasks.torch_safe_load)
     tasks.parse_model = parse_model
     tasks.check_yaml = check_yaml
     tasks.torch_safe_load = torch_safe_load
     tasks.BaseModel.fuse = fuse
-    BaseTrainer.build_optimizer = build_optimizer
+    checks = sys.modules["ultralytics.utils.checks"]  # imported by tasks
+    _STOCK["check_font"], checks.check_font = checks.check_font, check_font
+    _patch_late()
     safe = getattr(tasks, "_SafeLoad", None)
     if safe is not None and hasattr(safe, "loading"):
         _STOCK["loading"] = safe.loading
@@ -481,7 +516,7 @@ def train(self, *args, **kwargs):
     set)."""
     if not self.ckpt and isinstance(self.model, nn.Module) and self.model in _WARM:
         self.ckpt = {"model": self.model}
-    return _STOCK["train"](self, *args, **kwargs)
+    return _STOCK["ultralytics.engine.model.train"](self, *args, **kwargs)
 
 
 def unfreeze_after(model, epochs: int) -> None:
@@ -508,8 +543,5 @@ def unfreeze_after(model, epochs: int) -> None:
 
 
 def _install_transfer() -> None:
-    from ultralytics.engine.model import Model
-
-    _STOCK.update(load=tasks.BaseModel.load, train=Model.train)
+    _STOCK.update(load=tasks.BaseModel.load)
     tasks.BaseModel.load = load
-    Model.train = train

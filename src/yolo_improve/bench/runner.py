@@ -1,0 +1,246 @@
+"""``bench()``: every variant measured side by side in one run, train form and deploy form, against the baseline.
+
+Users compare variants by hand and often time the training-time form, whose extra branches disappear after
+re-parameterization. Here every model is measured in both forms in the same process and session, with the same
+input, threads and repeats, and every number is also given as a ratio to the YOLO11 baseline measured in that run,
+so a slower or busier machine changes the milliseconds but not the comparison.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..reparam import reparameterize
+from . import measure
+
+# numbers that also get a ratio to the baseline (column + "_x")
+RATIO_KEYS = ("params_train", "params_deploy", "gflops_train", "gflops_deploy", "lat_train_ms", "lat_deploy_ms",
+              "lat_onnx_ms", "train_mem_mb")
+
+
+def variants(scale: str = "n") -> list[str]:
+    """Stock ``yolo11{scale}.yaml`` first, then every shipped ``yolo11-*.yaml`` config at ``scale``.
+
+    Read from the package's config folder, so a module that lands with its config is benchmarked with no edit here.
+    """
+    from ..integrations.ultralytics import CFG_DIR
+
+    shipped = sorted(p.name for p in CFG_DIR.rglob("yolo11-*.yaml"))
+    return [f"yolo11{scale}.yaml", *(n.replace("yolo11-", f"yolo11{scale}-", 1) for n in shipped)]
+
+
+def resolve_models(models=None, scale: str = "n") -> dict[str, str]:
+    """``{label: model}`` from a list of YAML names/paths, ``.pt`` checkpoints or short names.
+
+    Short names: ``baseline``/``yolo11`` is the stock model at ``scale``; ``repvit`` (any shipped config's suffix) is
+    ``yolo11{scale}-repvit.yaml``. ``None`` means ``variants(scale)``. A dict is taken as ``{label: model}``.
+    """
+    if isinstance(models, dict):
+        return {str(k): str(v) for k, v in models.items()}
+    if isinstance(models, str):
+        models = [m for m in models.split(",") if m]
+    shipped = {v.split("-", 1)[1][:-5]: v for v in variants(scale)[1:]}
+    out = {}
+    for m in models or variants(scale):
+        m = str(m)
+        if m in ("baseline", "yolo11"):
+            m = f"yolo11{scale}.yaml"
+        elif m in shipped:
+            m = shipped[m]
+        elif "." not in Path(m).name:
+            raise ValueError(f"unknown model '{m}': give a .yaml or .pt, 'baseline', or one of {sorted(shipped)}")
+        out[label(m)] = m
+    return out
+
+
+def label(model: str) -> str:
+    """A short name for a model: the YAML stem, or the run folder of ``run/weights/best.pt``."""
+    p = Path(model)
+    return p.parent.parent.name if p.suffix == ".pt" and p.parent.name == "weights" else p.stem
+
+
+def build(model: str, seed: int = 0, nc: int | None = None) -> tuple[nn.Module, bool]:
+    """The Ultralytics model for a YAML or checkpoint, in float32 eval mode, and whether it is untrained (a YAML).
+
+    ``nc`` rebuilds a YAML model for a dataset's number of classes (the head's size depends on it), as the trainer does.
+    Untrained models get random BatchNorm statistics (``measure.randomize_batchnorm``) so the re-parameterization
+    and ONNX checks are not trivially passed; the seed makes every run build the same weights.
+    """
+    from ultralytics import YOLO
+
+    torch.manual_seed(seed)
+    net = YOLO(model).model
+    untrained = Path(model).suffix in (".yaml", ".yml")
+    if untrained and nc is not None and nc != net.yaml.get("nc"):
+        torch.manual_seed(seed)
+        net = type(net)(model, nc=nc, verbose=False)
+    net = net.float().eval()
+    if untrained:
+        measure.randomize_batchnorm(net, seed)
+    return net, untrained
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gflops(model: nn.Module, imgsz: int) -> float:
+    """GFLOPs by Ultralytics' own counter; it returns 0.0 when profiling fails, reported here as NaN, not 0."""
+    from ultralytics.utils.torch_utils import get_flops
+
+    g = get_flops(model, imgsz)
+    return g if g > 0 else math.nan
+
+
+@dataclass
+class BenchResult:
+    """Rows (one dict per model, see ``COLUMNS`` in ``report``) and the run's settings and machine (``meta``)."""
+
+    rows: list[dict]
+    meta: dict
+    errors: dict = field(default_factory=dict)
+
+    def write(self, out: str | Path, stem: str = "bench") -> dict[str, Path]:
+        """Write ``{stem}.csv``, ``.json``, ``.md`` and ``.png`` into ``out``; returns their paths."""
+        from . import report
+
+        return report.write(self, Path(out), stem)
+
+    def markdown(self) -> str:
+        from . import report
+
+        return report.markdown(self.rows, report.BENCH_TABLE)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    from ultralytics.utils.torch_utils import get_cpu_info
+
+    import ultralytics
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other processes' load adds noise to timings
+    return {"cpu": get_cpu_info(), "cores": os.cpu_count(), "load_avg_1min": load and round(load[0], 2),
+            "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "ultralytics": ultralytics.__version__}
+
+
+def _ratios(rows: list[dict], baseline: str) -> None:
+    base = next((r for r in rows if r["model"] == baseline), None)
+    if base is None:
+        raise ValueError(f"baseline '{baseline}' is not among the models {[r['model'] for r in rows]}")
+    for r in rows:
+        for k in RATIO_KEYS:
+            a, b = r.get(k), base.get(k)
+            r[f"{k}_x"] = a / b if a is not None and b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, repeats: int = 20, warmup: int = 3,
+          threads: int = 1, device: str | None = None, onnx: bool = True, memory: bool = True,
+          baseline: str | None = None, seed: int = 0, nc: int | None = None,
+          onnx_dir: str | Path | None = None) -> BenchResult:
+    """Measure ``models`` (default: stock YOLO11 and every shipped config at ``scale``) side by side.
+
+    Per model: parameters and GFLOPs of the train form and of the deploy form (``reparameterize``); latency of one
+    ``imgsz`` image (batch 1) through the train form and the deploy form in PyTorch, and through the deploy form
+    exported to ONNX Runtime (CPU) with its max |difference| from PyTorch; peak memory of one training step at
+    ``batch`` (``measure.train_step_memory``); each also as a ratio to ``baseline`` (default: the first model).
+    Latencies are the median and IQR of ``repeats`` interleaved rounds after ``warmup`` calls, with
+    ``torch.set_num_threads(threads)`` (restored afterwards). ``device`` (Ultralytics syntax: ``cpu``, ``0``) defaults
+    to the first GPU when there is one; ONNX Runtime always runs on the CPU. ``nc`` sizes YAML models' heads for a
+    dataset's number of classes (default: the YAML's, 80).
+    """
+    from ultralytics.utils.torch_utils import select_device
+
+    t0 = time.perf_counter()
+    specs = resolve_models(models, scale)
+    baseline = baseline or next(iter(specs))
+    prev_threads = torch.get_num_threads()
+    dev = select_device("" if device is None else str(device), verbose=False)  # resets CPU threads: set ours after
+    torch.set_num_threads(threads)
+    tmp = tempfile.TemporaryDirectory(prefix="yolo-improve-bench-") if onnx and onnx_dir is None else None
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, imgsz, imgsz, generator=g)
+    opts = dict(imgsz=imgsz, dev=dev, threads=threads, seed=seed, nc=nc, memory_batch=batch if memory else 0,
+                onnx_dir=Path(tmp.name if tmp else onnx_dir) if onnx else None, g=g)
+    rows, fns, errors, mem_method = [], {}, {}, None
+    try:
+        for name, spec in specs.items():
+            row, timed, mem_method = _measure(name, spec, x, errors, **opts)
+            rows.append(row)
+            fns.update({(name, form): fn for form, fn in timed.items()})
+        lat = measure.interleaved_latency(fns, dev, repeats, warmup)
+    finally:
+        torch.set_num_threads(prev_threads)
+        if tmp:
+            tmp.cleanup()
+    for row in rows:
+        for form in ("train", "deploy", "onnx"):
+            s = lat.get((row["model"], form))
+            row[f"lat_{form}_ms"] = s["median"] if s else math.nan
+            row[f"lat_{form}_iqr_ms"] = s["iqr"] if s else math.nan
+    _ratios(rows, baseline)
+    for row in rows:  # latency ratios: paired round by round (measure.paired_ratio), robust to load bursts
+        for form in ("train", "deploy", "onnx"):
+            s, b = lat.get((row["model"], form)), lat.get((baseline, form))
+            if s and b:
+                row[f"lat_{form}_ms_x"] = measure.paired_ratio(s["samples"], b["samples"])
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(), "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+            "threads": threads, "imgsz": imgsz, "latency_batch": 1, "memory_batch": batch if memory else None,
+            "memory_method": mem_method, "repeats": repeats, "warmup": warmup, "baseline": baseline,
+            "scale": scale, "nc": nc, "seed": seed, "onnx_runtime": _ort_version() if onnx else None,
+            "wall_s": round(time.perf_counter() - t0, 1)}
+    return BenchResult(rows, meta, errors)
+
+
+def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_batch, onnx_dir, g):
+    """One model: its row of sizes and checks, and the calls to time (train form, deploy form, ONNX Runtime)."""
+    net, untrained = build(spec, seed, nc)
+    net.to(dev)
+    xd, mem_method = x.to(dev), None
+    row = {"model": name, "source": spec, "untrained": untrained, "params_train": n_params(net),
+           "gflops_train": gflops(net, imgsz), "bn_train": measure.count_batchnorm(net)}
+    if memory_batch:
+        step = copy.deepcopy(net).requires_grad_(True)  # a copy: a train-mode pass updates BN statistics
+        xb = torch.rand(memory_batch, 3, imgsz, imgsz, generator=g).to(dev)
+        row["train_mem_mb"], mem_method = measure.train_step_memory(step, xb)
+        del step, xb
+    deploy = reparameterize(copy.deepcopy(net)).eval()
+    with torch.no_grad():
+        ref, out = measure.first_output(net(xd)), measure.first_output(deploy(xd))
+    row.update(params_deploy=n_params(deploy), gflops_deploy=gflops(deploy, imgsz),
+               bn_deploy=measure.count_batchnorm(deploy), reparam_max_diff=measure.max_abs_diff(ref, out))
+    timed = {"train": lambda m=net: m(xd), "deploy": lambda m=deploy: m(xd)}
+    if onnx_dir is not None:
+        try:
+            sess = measure.onnx_session(measure.export_onnx(deploy, x, onnx_dir / f"{name}.onnx"), threads)
+            feed = {sess.get_inputs()[0].name: x.numpy()}
+            if dev.type != "cpu":  # compare with fp32 CPU math (CUDA convs may use TF32), as ONNX Runtime runs there
+                with torch.no_grad():
+                    out = measure.first_output(copy.deepcopy(deploy).cpu()(x))
+            row["onnx_max_diff"] = measure.max_abs_diff(sess.run(None, feed)[0], out)
+            timed["onnx"] = lambda s=sess, f=feed: s.run(None, f)
+        except Exception as e:  # one model that does not export must not sink the whole table
+            errors[name] = f"ONNX: {type(e).__name__}: {e}"
+            row["onnx_max_diff"] = math.nan
+    return row, timed, mem_method
+
+
+def _ort_version() -> str | None:
+    try:
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider"
+    except ImportError:
+        return None

@@ -1,0 +1,186 @@
+"""``compare``: train every variant on one dataset the same way, validate, and write the ablation table.
+
+An ablation is only fair when every variant gets the same data, epochs, image size, batch, seed and
+deterministic mode, and when speed is measured on the deploy form of the trained weights. It is also long, so it
+must survive a crash: each variant trains into its own run folder ``out/<model>``, and a later call
+
+- skips a finished run (``results.csv`` has every epoch and ``weights/best.pt`` exists),
+- resumes an interrupted one (``weights/last.pt`` exists) with Ultralytics' own ``resume=True``,
+- refuses a run folder trained with other settings, rather than silently mixing two ablations.
+
+Validation results are cached next to the run (``yolo_improve_val.json``, keyed by best.pt's mtime), so a second
+call only re-measures latency. Outputs: ``out/table.{md,csv,json}`` and ``out/plot.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .bench import report
+from .bench.runner import bench, resolve_models
+
+# settings that must match between the runs of one comparison (and between a run folder and a new call)
+SAME = ("data", "epochs", "imgsz", "batch", "seed")
+VAL_CACHE = "yolo_improve_val.json"
+LOG = logging.getLogger("yolo_improve")
+
+
+class CompareError(RuntimeError):
+    """A run folder that cannot be reused for this comparison."""
+
+
+@dataclass
+class CompareResult:
+    rows: list[dict]
+    meta: dict
+    paths: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)  # model -> "trained" | "resumed" | "skipped"
+
+    def markdown(self) -> str:
+        return report.markdown(self.rows, report.COMPARE_TABLE)
+
+    def describe(self) -> str:
+        m = self.meta
+        runs = ", ".join(f"{k} {v}" for k, v in self.runs.items())
+        return (f"trained on {m['data']}: {m['epochs']} epoch(s), imgsz {m['train_imgsz']}, batch {m['batch']}, "
+                f"seed {m['seed']}, deterministic; runs: {runs}\n{report.describe(m)}")
+
+
+def epochs_done(run: Path) -> int:
+    """Epochs recorded in a run's results.csv (0 when there is none)."""
+    f = run / "results.csv"
+    if not f.is_file():
+        return 0
+    with f.open() as fh:
+        return sum(1 for _ in csv.DictReader(fh))
+
+
+def run_state(run: Path, epochs: int) -> str:
+    """``done``, ``partial`` (resumable from weights/last.pt) or ``new``.
+
+    Done: best.pt exists and results.csv has every epoch, or training ended early (Ultralytics' ``patience``), which
+    shows as a last.pt that Ultralytics finalized (``epoch == -1``; a resumable one holds its epoch).
+    """
+    best, last = run / "weights" / "best.pt", run / "weights" / "last.pt"
+    if best.is_file() and (epochs_done(run) >= epochs or (last.is_file() and _finalized(last))):
+        return "done"
+    return "partial" if last.is_file() else "new"
+
+
+def _finalized(ckpt: Path) -> bool:
+    import torch
+
+    return torch.load(ckpt, map_location="cpu", weights_only=False).get("epoch") == -1
+
+
+def epoch_seconds(run: Path) -> float:
+    """Mean wall time per epoch (train + per-epoch val) from results.csv's ``time`` column.
+
+    ``time`` is seconds since the trainer started, and restarts at 0 when a run is resumed, so an epoch's duration is
+    the difference to the previous row, or the value itself where the clock restarted.
+    """
+    with (run / "results.csv").open() as fh:
+        t = [float(r["time"]) for r in csv.DictReader(fh, skipinitialspace=True)]
+    d = [b - a if b >= a else b for a, b in zip([0.0, *t[:-1]], t)]
+    return sum(d) / len(d) if d else float("nan")
+
+
+def _check_settings(run: Path, settings: dict) -> None:
+    args = run / "args.yaml"
+    if not args.is_file():
+        return
+    old = yaml.safe_load(args.read_text()) or {}
+    diff = {k: (old.get(k), v) for k, v in settings.items() if k in old and str(old.get(k)) != str(v)}
+    if diff:
+        what = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items())
+        raise CompareError(f"run folder {run} was trained with other settings ({what}). Use another out= folder "
+                           f"or delete {run} to retrain it.")
+
+
+def train_one(model: str, run: Path, settings: dict, train_args: dict) -> str:
+    """Train one variant into ``run`` unless it is finished; returns ``trained``, ``resumed`` or ``skipped``."""
+    from ultralytics import YOLO
+
+    state = run_state(run, settings["epochs"])
+    if state != "new":
+        _check_settings(run, settings)
+    if state == "done":
+        return "skipped"
+    if state == "partial":
+        YOLO(run / "weights" / "last.pt").train(resume=True)
+        return "resumed"
+    YOLO(model).train(**settings, **train_args, project=str(run.parent), name=run.name, exist_ok=True,
+                      deterministic=True)
+    return "trained"
+
+
+def validate(run: Path, settings: dict, train_args: dict) -> dict:
+    """mAP50 and mAP50-95 of ``best.pt`` on the val split, cached in the run folder while best.pt is unchanged."""
+    from ultralytics import YOLO
+
+    best = run / "weights" / "best.pt"
+    cache = run / VAL_CACHE
+    stamp = best.stat().st_mtime_ns
+    if cache.is_file():
+        got = json.loads(cache.read_text())
+        if got.get("best_mtime_ns") == stamp:
+            return got
+    keep = {k: train_args[k] for k in ("device", "workers") if k in train_args}
+    m = YOLO(best).val(data=settings["data"], imgsz=settings["imgsz"], batch=settings["batch"], plots=False,
+                       project=str(run), name="val", exist_ok=True, verbose=False, **keep)
+    got = {"map50": float(m.box.map50), "map": float(m.box.map), "best_mtime_ns": stamp}
+    cache.write_text(json.dumps(got))
+    return got
+
+
+def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-improve/compare", scale: str = "n",
+            epochs: int = 100, imgsz: int = 640, batch: int = 16, seed: int = 0, repeats: int = 20, warmup: int = 3,
+            threads: int = 1, device: str | None = None, workers: int = 0, **train_args) -> CompareResult:
+    """Train ``models`` (default: stock YOLO11 and every shipped config at ``scale``) on ``data`` with identical
+    settings, validate each, measure the deploy form of each best.pt (``bench``) and write table and plot to ``out``.
+
+    ``data``: ``sample`` (the bundled sample), a data.yaml, or a dataset folder (``datasets.resolve_data``). Training
+    defaults are Ultralytics' (100 epochs, imgsz 640, batch 16); extra keyword arguments go to every ``YOLO.train``
+    call (e.g. ``lr0``, ``optimizer``), ``plots`` defaults to False. The first model is the baseline of the ratios.
+    """
+    from .data import sample_data
+    from .datasets import resolve_data
+
+    t0 = time.perf_counter()
+    specs = resolve_models(models, scale)
+    data_yaml = str(sample_data() if str(data) == "sample" else resolve_data(data))
+    out = Path(out).resolve()
+    settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed}
+    train_args = {"workers": workers, "plots": False, **train_args}
+    if device is not None:
+        train_args["device"] = device
+    runs, val = {}, {}
+    for i, (name, spec) in enumerate(specs.items(), 1):
+        run, t = out / name, time.perf_counter()
+        doing = {"new": "training", "partial": "resuming the interrupted run", "done": "finished run found"}
+        LOG.info(f"[{i}/{len(specs)}] {name}: {doing[run_state(run, epochs)]} in {run}")
+        runs[name] = train_one(spec, run, settings, train_args)
+        val[name] = validate(run, settings, train_args)
+        LOG.info(f"[{i}/{len(specs)}] {name}: {runs[name]} in {time.perf_counter() - t:.0f} s, "
+                 f"mAP50-95 {val[name]['map']:.3f}")
+    LOG.info(f"measuring the deploy form of {len(specs)} best.pt ({repeats} runs each)")
+    measured = bench({n: str(out / n / "weights" / "best.pt") for n in specs}, imgsz=imgsz, repeats=repeats,
+                     warmup=warmup, threads=threads, device=device, onnx=False, memory=False, seed=seed)
+    rows = []
+    for r in measured.rows:
+        n = r["model"]
+        rows.append({"model": n, "map50": val[n]["map50"], "map": val[n]["map"], "epoch_s": epoch_seconds(out / n),
+                     "epochs": epochs_done(out / n), "run": runs[n], **{k: v for k, v in r.items() if k != "model"}})
+    meta = {**measured.meta, "data": data_yaml, "epochs": epochs, "train_imgsz": imgsz, "batch": batch, "seed": seed,
+            "deterministic": True, "train_args": train_args, "wall_s": round(time.perf_counter() - t0, 1)}
+    paths = report.write_tables(rows, meta, out, "table", report.COMPARE_TABLE,
+                                title=f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}")
+    paths["png"] = report.plot(rows, meta, out / "plot.png", "yolo-improve compare")
+    return CompareResult(rows, meta, paths, runs)
