@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules.conv import Conv
 
+from yolo_improve.bench.measure import saved_tensor_bytes
 from yolo_improve.layers.akconv import AKConv
 
 
@@ -55,22 +56,6 @@ class GatherAKConv(nn.Module):
         stacked = out.permute(0, 1, 2, 4, 3).reshape(b, c, ho * n, wo)  # N samples stacked under each pixel
         return ak.act(ak.bn(self.conv(stacked)))
 
-
-def saved_bytes(model, x):
-    """Bytes autograd keeps for backward in one forward, one count per storage, parameters excluded."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            seen[st.data_ptr()] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = model(x)
-    del y
-    return sum(seen.values())
 
 
 def time_fwd_bwd(model, x, repeats, warmup):
@@ -108,7 +93,7 @@ def main():
     )
 
     conv = Conv(a.c1, a.c2, 3, a.stride).train()
-    conv_mem, conv_t = saved_bytes(conv, x), time_fwd_bwd(conv, x, a.repeats, a.warmup)
+    conv_mem, conv_t = saved_tensor_bytes(conv, x), time_fwd_bwd(conv, x, a.repeats, a.warmup)
     rows = []
     for n in a.nums:
         ak = AKConv(a.c1, a.c2, n, a.stride).train()
@@ -124,7 +109,7 @@ def main():
         row = {"num_param": n, "conv_ms": 1e3 * conv_t, "conv_mib": conv_mem / 2**20}
         for name, m in {"akconv": ak, "deform": deform, "gather": gather}.items():
             m.train()
-            row[f"{name}_mib"] = saved_bytes(m, x) / 2**20
+            row[f"{name}_mib"] = saved_tensor_bytes(m, x) / 2**20
             row[f"{name}_ms"] = 1e3 * time_fwd_bwd(m, x, a.repeats, a.warmup)
         rows.append(row)
 

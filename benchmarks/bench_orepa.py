@@ -23,6 +23,7 @@ from torch import nn
 from ultralytics.nn.modules.conv import Conv
 from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
+from yolo_improve.bench.measure import saved_tensor_bytes
 from yolo_improve.layers.orepa import OREPA
 
 
@@ -47,21 +48,6 @@ class OfflineBranches(nn.Module):
         out = out + next(bn)(F.conv2d(F.conv2d(x, o.weight_dw, None, s, p, 1, c1), o.weight_pw, None, 1, 0, 1, g))
         return F.silu(out)
 
-
-def saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the distinct non-parameter tensors saved for backward by one forward pass."""
-    params = {p.data_ptr() for p in module.parameters()}
-    storages = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            storages[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x)
-    return sum(storages.values())
 
 
 def step(module: nn.Module, x: torch.Tensor) -> float:
@@ -97,7 +83,7 @@ def main():
     train = {"Conv+BN+SiLU": conv, "OREPA (train form)": orepa, "offline branches (DBB-style)": OfflineBranches(orepa)}
     x = torch.randn(a.batch, a.c1, a.size, a.size, requires_grad=True)  # a mid-network layer: input grads too
 
-    mem = {n: saved_bytes(m, x) for n, m in train.items()}
+    mem = {n: saved_tensor_bytes(m, x) for n, m in train.items()}
     times = {n: [] for n in train}
     for r in range(a.warmup + a.repeats):
         for n, m in train.items():

@@ -24,9 +24,9 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
-import yolo_improve  # noqa: E402,F401  (installs the integration)
 from ultralytics import YOLO  # noqa: E402
 
+import yolo_improve  # noqa: E402,F401  (installs the integration)
 from yolo_improve import registry  # noqa: E402
 from yolo_improve.transfer import transfer  # noqa: E402
 

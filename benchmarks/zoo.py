@@ -43,7 +43,8 @@ the machine was busy while measuring: treat ratios that differ by less than the 
 exists to avoid. GFLOPs do not predict CPU latency well: depthwise, large-kernel and normalization layers do few
 FLOPs but move a lot of memory, so a variant can have fewer GFLOPs and still be slower. ONNX Runtime times the same
 deploy model exported to ONNX (opset 17); its max difference from PyTorch is below 1e-3 in every row (zoo.py
-refuses to write the table otherwise; every raw column is in `runs/zoo/zoo-{{n,s}}.json` after a run). No accuracy here: it depends on your data; measure it with `yolo-improve compare data=...`.
+refuses to write the table otherwise; every raw column is in `runs/zoo/zoo-{{n,s}}.json` after a run). No
+accuracy here: it depends on your data; measure it with `yolo-improve compare data=...`.
 Reproduce on your machine with `yolo-improve bench scale=n imgsz={imgsz}` (and `scale=s`)."""
 
 

@@ -4,6 +4,7 @@ ratios to the baseline, files written and read back."""
 import csv
 import json
 import math
+
 import pytest
 import torch
 

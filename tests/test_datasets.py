@@ -91,3 +91,19 @@ def test_cli_reports_a_broken_folder(tmp_path):
         main(["compare", f"data={ds}", f"out={tmp_path / 'o'}"])
     assert "classes.txt" in str(e.value) and "not in the YOLO layout" in str(e.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_python_api_takes_a_dataset_folder(sample, tmp_path):
+    """``YOLO(...).train(data=folder)`` and ``.val(data=folder)`` work without a hand-written data.yaml."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    root = tmp_path / "ds"
+    shutil.copytree(sample.parent, root)
+    (root / "data.yaml").unlink()
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(root), epochs=1, imgsz=32, batch=8, workers=0, plots=False, project=str(tmp_path), name="r",
+                val=False)
+    metrics = model.val(data=root, imgsz=32, batch=8, workers=0, plots=False)
+    assert metrics.box.map >= 0.0 and not (root / "data.yaml").exists()

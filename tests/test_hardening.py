@@ -44,7 +44,8 @@ def _checkpoint(path, version=None):
 def test_corrupt_checkpoint_gets_clear_error_and_is_left_alone(damage, tmp_path):
     good = _checkpoint(tmp_path / "good.pt")
     bad = tmp_path / "bad.pt"
-    bad.write_bytes({"truncated": good.read_bytes()[: good.stat().st_size // 2], "empty": b"", "text": b"hello"}[damage])
+    damaged = {"truncated": good.read_bytes()[: good.stat().st_size // 2], "empty": b"", "text": b"hello"}
+    bad.write_bytes(damaged[damage])
     before = _digest(bad)
     with pytest.raises(TypeError, match=r"bad\.pt.*(not a loadable checkpoint|truncated|corrupt)"):
         YOLO(bad)

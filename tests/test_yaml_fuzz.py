@@ -52,8 +52,8 @@ def mutated(draw):
         elif kind == "truncate":
             row[3] = row[3][: draw(st.integers(0, max(0, len(row[3]) - 1)))]
         elif kind == "from":
-            row[0] = draw(st.one_of(st.integers(-30, 30), st.lists(st.integers(-30, 30), max_size=4), st.text(max_size=2),
-                                    st.none()))
+            row[0] = draw(st.one_of(st.integers(-30, 30), st.lists(st.integers(-30, 30), max_size=4),
+                                    st.text(max_size=2), st.none()))
         elif kind == "repeats":
             row[1] = draw(st.one_of(st.integers(-2, 4), st.floats(-1, 3), st.none(), st.text(max_size=2)))
         elif kind == "channels" and row[3]:

@@ -176,7 +176,8 @@ def _kv(args: list[str], allowed: set[str]) -> dict[str, str]:
     for a in args:
         key, sep, value = a.partition("=")
         if not sep or key not in allowed:
-            raise SystemExit(f"unknown argument '{a}'; this mode takes {', '.join(sorted(f'{k}=...' for k in allowed))}")
+            takes = ", ".join(sorted(f"{k}=..." for k in allowed))
+            raise SystemExit(f"unknown argument '{a}'; this mode takes {takes}")
         out[key] = value
     return out
 
@@ -215,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] in MODES:
         return MODES[argv[0]](argv[1:]) or 0
-    import yolo_improve  # noqa: F401  (installs the integration before Ultralytics parses anything)
     from ultralytics.cfg import entrypoint
+
+    import yolo_improve  # noqa: F401  (installs the integration before Ultralytics parses anything)
 
     sys.argv[:] = ["yolo", *_rewrite(argv)]  # Ultralytics reads the argv list object it captured at import
     entrypoint()

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from . import scale_widths
 from ..layers._fuse import dilate, fuse_bn, pad_to
+from . import scale_widths
 
 # Parallel (kernel, dilation) branches of a DRB, keyed by the size K of its large kernel. Every branch is a
 # sparse kernel of equivalent size r(k-1)+1 <= K, so all of them fit inside the large kernel after merging.

@@ -98,8 +98,9 @@ def train_step_memory(model: nn.Module, x: torch.Tensor) -> tuple[float, str]:
     other models the process holds. On CPU there is no allocator peak to read, so it is counted: activations saved
     for backward (``saved_tensor_bytes``) + parameters + gradients, an estimate of what is alive when backward
     starts, the peak of a step for these networks (backward frees activations as it makes gradients). Optimizer
-    state is excluded on both (it depends on the optimizer, not the architecture). Returns (MB, method) so reports can say which was used. The loss is the sum of the head's raw
-    outputs: the detection loss itself keeps little for backward, and it needs a dataset's hyper-parameters.
+    state is excluded on both (it depends on the optimizer, not the architecture). Returns (MB, method) so reports
+    can say which was used. The loss is the sum of the head's raw outputs: the detection loss itself keeps little
+    for backward, and it needs a dataset's hyper-parameters.
     """
     was_training = model.training
     model.train()

@@ -125,9 +125,8 @@ class BenchResult:
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    from ultralytics.utils.torch_utils import get_cpu_info
-
     import ultralytics
+    from ultralytics.utils.torch_utils import get_cpu_info
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other processes' load adds noise to timings
     return {"cpu": get_cpu_info(), "cores": os.cpu_count(), "load_avg_1min": load and round(load[0], 2),

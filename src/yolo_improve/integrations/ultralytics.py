@@ -22,8 +22,8 @@ import enum
 import importlib
 import pickle
 import sys
-import zipfile
 import weakref
+import zipfile
 from pathlib import Path
 
 import torch
@@ -331,13 +331,15 @@ def build_optimizer(self, model, *args, **kwargs):
 
 
 def _patch_late() -> None:
-    """Extend ``BaseTrainer.build_optimizer`` and ``Model.train`` once their modules are fully imported.
+    """Extend ``BaseTrainer.build_optimizer``, ``Model.train``/``val`` and ``check_font`` once their modules are
+    fully imported.
 
     Never imports them: the start-up hook installs us while Ultralytics is still importing itself, and importing
     them then is a cycle. Every path to training builds or loads a model (``parse_model``, ``torch_safe_load``)
     after those modules exist and before ``train`` or the optimizer runs, so both call this."""
     late = (("ultralytics.engine.trainer", "BaseTrainer", "build_optimizer", build_optimizer),
             ("ultralytics.engine.model", "Model", "train", train),
+            ("ultralytics.engine.model", "Model", "val", val),
             ("ultralytics.data.utils", None, "check_font", check_font))
     for module, cls, attr, ours in late:
         target = sys.modules.get(module)
@@ -516,7 +518,22 @@ def train(self, *args, **kwargs):
     set)."""
     if not self.ckpt and isinstance(self.model, nn.Module) and self.model in _WARM:
         self.ckpt = {"model": self.model}
-    return _STOCK["ultralytics.engine.model.train"](self, *args, **kwargs)
+    return _STOCK["ultralytics.engine.model.train"](self, *args, **_dataset_folder(kwargs))
+
+
+def val(self, *args, **kwargs):
+    """``Model.val`` that also takes ``data=`` a dataset folder."""
+    return _STOCK["ultralytics.engine.model.val"](self, *args, **_dataset_folder(kwargs))
+
+
+def _dataset_folder(kwargs: dict) -> dict:
+    """``data=path/to/dataset`` in the ``{train,val}/{images,labels}`` + classes.txt layout -> its generated yaml."""
+    data = kwargs.get("data")
+    if isinstance(data, (str, Path)) and Path(data).is_dir():
+        from ..datasets import resolve_data
+
+        kwargs["data"] = str(resolve_data(data))
+    return kwargs
 
 
 def unfreeze_after(model, epochs: int) -> None:
