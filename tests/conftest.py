@@ -39,6 +39,24 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def trained_conv(c1, c2, k, s, g=1, fused=False, seed=0):
+    """An Ultralytics ``Conv`` that looks trained (random kernel, random BN statistics), optionally already fused,
+    the source of the function-preserving conversions (``from_conv``)."""
+    from ultralytics.nn.modules.conv import Conv
+    from ultralytics.utils.torch_utils import fuse_conv_and_bn
+
+    torch.manual_seed(seed)
+    c = Conv(c1, c2, k, s, g=g)
+    with torch.no_grad():
+        c.conv.weight.normal_(0, 0.3)
+    randomize_bn(c, seed).eval()
+    if fused:
+        c.conv = fuse_conv_and_bn(c.conv, c.bn)
+        delattr(c, "bn")
+        c.forward = c.forward_fuse
+    return c
+
+
 def onnx_max_diff(onnx_path, model: torch.nn.Module, x: torch.Tensor) -> float:
     """Largest absolute difference between ONNX Runtime and PyTorch on the first output, relative to its scale."""
     import onnxruntime as ort

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import trained_conv
 
 from yolo_improve.layers import akconv as akconv_mod
 from yolo_improve.layers.akconv import AKConv, initial_shape, thop_count
@@ -211,20 +212,8 @@ def test_onnx_export_matches_pytorch(tmp_path):
 @pytest.mark.parametrize("fused", [False, True])
 def test_from_conv_reproduces_conv(k, s, hw, fused):
     from ultralytics.nn.modules.conv import Conv
-    from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
-    torch.manual_seed(1)
-    conv = Conv(6, 5, k, s)
-    with torch.no_grad():
-        conv.bn.running_mean.uniform_(-1, 1)
-        conv.bn.running_var.uniform_(0.5, 2)
-        conv.bn.weight.uniform_(0.5, 1.5)
-        conv.bn.bias.uniform_(-1, 1)
-    conv.eval()
-    if fused:
-        conv.conv = fuse_conv_and_bn(conv.conv, conv.bn)
-        delattr(conv, "bn")
-        conv.forward = conv.forward_fuse
+    conv = trained_conv(6, 5, k, s, fused=fused, seed=1)
     m = AKConv.from_conv(conv).eval()
     assert m.num_param == k * k and m.stride == s
     x = torch.randn(2, 6, *hw)

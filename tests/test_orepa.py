@@ -9,6 +9,7 @@ import pytest
 import thop
 import torch
 import torch.nn.functional as F
+from conftest import trained_conv
 from torch import nn
 
 from yolo_improve.layers.orepa import OREPA, frequency_prior, thop_count
@@ -124,30 +125,10 @@ def test_reparameterize_is_idempotent_and_leaves_one_conv():
     assert rel_diff(m(x), y) < 1e-5
 
 
-def _ultralytics_conv(c1, c2, k, s, g, fused):
-    from ultralytics.nn.modules.conv import Conv
-    from ultralytics.utils.torch_utils import fuse_conv_and_bn
-
-    torch.manual_seed(c2 + k)
-    c = Conv(c1, c2, k, s, g=g)
-    with torch.no_grad():
-        c.conv.weight.normal_(0, 0.3)
-        c.bn.running_mean.uniform_(-0.5, 0.5)
-        c.bn.running_var.uniform_(0.5, 2.0)
-        c.bn.weight.uniform_(0.5, 1.5)
-        c.bn.bias.uniform_(-0.5, 0.5)
-    c.eval()
-    if fused:
-        c.conv = fuse_conv_and_bn(c.conv, c.bn)
-        delattr(c, "bn")
-        c.forward = c.forward_fuse
-    return c
-
-
 @pytest.mark.parametrize("k,s,g,fused", [(3, 2, 1, False), (1, 1, 1, False), (5, 1, 2, False), (3, 1, 8, False),
                                          (3, 2, 1, True), (1, 1, 2, True)])
 def test_from_conv_is_exact_and_trainable(k, s, g, fused):
-    c = _ultralytics_conv(8, 16, k, s, g, fused)
+    c = trained_conv(8, 16, k, s, g, fused, seed=16 + k)
     m = OREPA.from_conv(c)
     x = torch.randn(2, 8, 12, 12)
     with torch.no_grad():
