@@ -1,0 +1,144 @@
+"""Training glue: optimizer groups, weights that survive ``train()``, structural ``load``, dataset folders, the
+offline font lookup."""
+
+from __future__ import annotations
+
+import re
+import sys
+import weakref
+from pathlib import Path
+
+from torch import nn
+from ultralytics.nn import tasks
+from ultralytics.utils import LOGGER
+
+from ._common import _STOCK
+
+
+def build_optimizer(self, model, *args, **kwargs):
+    """Stock parameter grouping, then the parameters of modules marked ``no_weight_decay`` (GRN gamma and beta)
+    move from the decayed group into the undecayed norm-weight group (not the bias group, whose warm-up learning
+    rate differs; a GRN beta named ``bias`` is already there)."""
+    optimizer = _STOCK["ultralytics.engine.trainer.build_optimizer"](self, model, *args, **kwargs)
+    exempt = {id(p) for m in model.modules() if getattr(m, "no_weight_decay", False) for p in m.parameters(False)}
+    groups = optimizer.param_groups
+    named = [g for g in groups if g.get("param_group") == "bn"]  # 8.4 names its groups; 8.3 puts biases first
+    target = named[0] if named else next((g for i, g in enumerate(groups) if i and not g.get("weight_decay", 0)), None)
+    if exempt and target is not None:
+        for g in groups:
+            if g.get("weight_decay", 0):
+                moved = [p for p in g["params"] if id(p) in exempt]
+                g["params"] = [p for p in g["params"] if id(p) not in exempt]
+                target["params"].extend(moved)
+    return optimizer
+
+
+def check_font(font="Arial.ttf"):
+    """Ultralytics' font lookup minus its download attempt while offline: it ignores YOLO_OFFLINE and each attempt
+    costs seconds per run. The result is what a failed download gives (no font file; plots use Pillow's default)."""
+    from ultralytics import utils
+
+    if utils.ONLINE:
+        return _STOCK["check_font"](font)
+    file = utils.USER_CONFIG_DIR / Path(font).name
+    return file if file.exists() else None
+
+
+# ------------------------------------------------------------------------------------- warm start (transfer.py)
+# Stock ``BaseModel.load`` matches tensors by name, which puts them into the wrong layers once a backbone row shifts
+# the indexes, and ``Model.train`` rebuilds the model from YAML, dropping weights loaded into ``YOLO(cfg).model``
+# unless a checkpoint was loaded. Three small hooks make every path keep the weights: ``load`` routes a source whose
+# layers differ from the model's (and that involves our modules) to ``transfer.transfer`` and otherwise runs the
+# stock ``load`` plus the BatchNorm eps/momentum copy; ``train`` hands a model that yolo-improve loaded weights into
+# over as the starting checkpoint; ``unfreeze_after`` lifts Ultralytics' ``freeze`` after some epochs.
+_WARM: weakref.WeakSet = weakref.WeakSet()  # models holding weights loaded by yolo-improve
+
+
+def load_weights(path) -> nn.Module:
+    """An Ultralytics checkpoint's model (EMA if present), in fp32."""
+    return tasks.load_checkpoint(path)[0]
+
+
+def keep_weights(model: nn.Module) -> None:
+    """Mark a model so that ``YOLO.train()`` starts from it instead of rebuilding it from its YAML."""
+    _WARM.add(model)
+
+
+def load(self, weights, verbose=True):
+    """``BaseModel.load`` that aligns layers by structure when the source's layer list differs from this model's."""
+    from ... import transfer
+
+    source = (weights.get("ema") or weights["model"]) if isinstance(weights, dict) else weights
+    if transfer.needs_alignment(self, source):
+        transfer.transfer(self, source, verbose=verbose)
+        return None
+    out = _STOCK["load"](self, weights, verbose)
+    if isinstance(source, nn.Module):
+        transfer.copy_norm_settings(self, source)  # initialize_weights reset them; state dicts do not carry them
+    keep_weights(self)
+    return out
+
+
+def train(self, *args, **kwargs):
+    """``Model.train`` that starts from the in-memory model when yolo-improve put weights into it: without a
+    checkpoint Ultralytics would rebuild it from YAML (both 8.3 and 8.4 reuse ``self.model`` when ``self.ckpt`` is
+    set)."""
+    if not self.ckpt and isinstance(self.model, nn.Module) and self.model in _WARM:
+        self.ckpt = {"model": self.model}
+    return _STOCK["ultralytics.engine.model.train"](self, *args, **_dataset_folder(kwargs))
+
+
+def val(self, *args, **kwargs):
+    """``Model.val`` that also takes ``data=`` a dataset folder."""
+    return _STOCK["ultralytics.engine.model.val"](self, *args, **_dataset_folder(kwargs))
+
+
+def _dataset_folder(kwargs: dict) -> dict:
+    """``data=path/to/dataset`` in the ``{train,val}/{images,labels}`` + classes.txt layout -> its generated yaml."""
+    data = kwargs.get("data")
+    if isinstance(data, (str, Path)) and Path(data).is_dir():
+        from ...datasets import resolve_data
+
+        kwargs["data"] = str(resolve_data(data))
+    return kwargs
+
+
+def unfreeze_after(model, epochs: int) -> None:
+    """Lift ``freeze`` at the start of epoch ``epochs`` (0-based): train ``model.train(freeze=N)`` with the first N
+    layers frozen for ``epochs`` epochs, then all of them. ``freeze=1`` (or 5) covers a whole backbone row, whose
+    parameters all sit in layer 0; Ultralytics also keeps the frozen layers' BatchNorm statistics fixed. Callbacks are
+    not saved in checkpoints: call it again before resuming. Single-process training only (DDP fixes the trainable
+    set when it wraps the model)."""
+
+    def _unfreeze(trainer):
+        names = getattr(trainer, "freeze_layer_names", [])
+        lift = [n for n in names if re.fullmatch(r"model\.\d+\.", n)]
+        if trainer.epoch < epochs or not lift:
+            return
+        keep = [n for n in names if n not in lift]  # ".dfl" and the like stay frozen
+        for k, v in trainer.model.named_parameters():
+            if any(n in k for n in lift) and not any(n in k for n in keep) and v.dtype.is_floating_point:
+                v.requires_grad_(True)
+        trainer.freeze_layer_names = keep  # so _model_train puts their BatchNorms back in train mode
+        LOGGER.info(f"yolo-improve: unfroze {', '.join(lift)} at epoch {trainer.epoch + 1}")
+
+    model.add_callback("on_train_epoch_start", _unfreeze)
+
+
+def patch_late() -> None:
+    """Extend ``BaseTrainer.build_optimizer``, ``Model.train``/``val`` and ``check_font`` once their modules are
+    fully imported.
+
+    Never imports them: the start-up hook installs us while Ultralytics is still importing itself, and importing
+    them then is a cycle. Every path to training builds or loads a model (``parse_model``, ``torch_safe_load``)
+    after those modules exist and before ``train`` or the optimizer runs, so both call this."""
+    late = (("ultralytics.engine.trainer", "BaseTrainer", "build_optimizer", build_optimizer),
+            ("ultralytics.engine.model", "Model", "train", train),
+            ("ultralytics.engine.model", "Model", "val", val),
+            ("ultralytics.data.utils", None, "check_font", check_font))
+    for module, cls, attr, ours in late:
+        target = sys.modules.get(module)
+        target = getattr(target, cls, None) if cls else target
+        if f"{module}.{attr}" not in _STOCK and hasattr(target, attr):
+            _STOCK[f"{module}.{attr}"] = getattr(target, attr)
+            setattr(target, attr, ours)
