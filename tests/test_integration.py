@@ -210,3 +210,31 @@ def test_grn_parameters_are_not_weight_decayed(sample, tmp_path):
     assert sum(k for _, _, k in seen["groups"]) == seen["n"]  # every GRN parameter is in the optimizer once
     assert all(wd == 0.0 for _, wd, k in seen["groups"] if k)  # and none of them is decayed
     assert any(wd > 0 for _, wd, _ in seen["groups"])  # while other weights are
+
+
+def test_dry_run_leaves_no_stale_anchors():
+    """The build-time dry run passes the head a 64 px image before its strides exist; predictions at 64 px must
+    still decode with the real strides."""
+    model = tasks.DetectionModel("yolo11n-orepa.yaml", verbose=False).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = model(x)[0]
+        model.model[-1].shape = None  # force the anchors to be rebuilt
+        fresh = model(x)[0]
+    torch.testing.assert_close(y, fresh)
+    assert y[:, :4].abs().max() > 1.0  # boxes in pixels, not multiplied by zero strides
+
+
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda d: d["backbone"].__setitem__(0, [-1, 1]), r"layer 0 .*\[from, repeats, module, args\]"),
+        (lambda d: d.__setitem__("backbone", []), r"backbone.*no rows"),
+        (lambda d: d["head"][-1].__setitem__(2, "Conv"), r"layer 19 "),  # a last row that is no head
+    ],
+)
+def test_rows_ultralytics_reads_before_parsing_or_never_runs(mutate, match):
+    d = _seed()
+    mutate(d)
+    with pytest.raises(ModelYAMLError, match=match):
+        tasks.DetectionModel(d, verbose=False)

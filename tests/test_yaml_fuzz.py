@@ -45,6 +45,8 @@ def mutated(draw):
         row = d[sec][j]
         kind = draw(st.sampled_from(["name", "args", "truncate", "from", "repeats", "channels", "move", "delete",
                                      "shape", "detect"]))
+        if len(row) < 4 or not isinstance(row[3], list):  # already cut short by an earlier mutation
+            kind = "delete"
         if kind == "name":
             row[2] = draw(st.sampled_from(NAMES))
         elif kind == "args":

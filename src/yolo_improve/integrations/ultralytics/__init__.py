@@ -31,7 +31,7 @@ from ._common import (  # noqa: F401  (public names)
     check_version,
 )
 from .checkpoints import _safe_loading, torch_safe_load
-from .model_yaml import _register_thop, check_yaml, fuse, parse_model
+from .model_yaml import _register_thop, check_yaml, detection_model_init, fuse, parse_model
 from .training import check_font, keep_weights, load, load_weights, patch_late, unfreeze_after  # noqa: F401
 
 
@@ -42,6 +42,8 @@ def install() -> None:
         return
     _STOCK.update(parse_model=tasks.parse_model, check_yaml=tasks.check_yaml, fuse=tasks.BaseModel.fuse,
                   torch_safe_load=tasks.torch_safe_load, load=tasks.BaseModel.load)
+    _STOCK["DetectionModel.__init__"] = tasks.DetectionModel.__init__
+    tasks.DetectionModel.__init__ = detection_model_init
     tasks.parse_model = parse_model
     tasks.check_yaml = check_yaml
     tasks.torch_safe_load = torch_safe_load

@@ -86,6 +86,24 @@ def _stock_failure(exc: BaseException) -> int | None:
     return layer
 
 
+def check_sections(d: dict) -> None:
+    """The model YAML has backbone and head lists and a well-formed first row (which Ultralytics reads before it
+    parses anything)."""
+    for section in ("backbone", "head"):
+        if not isinstance(d.get(section), list):
+            raise ModelYAMLError(None, section, f"the model YAML needs a '{section}' list of rows")
+    if not d["backbone"]:
+        raise ModelYAMLError(None, "backbone", "the backbone has no rows")
+    _check_row(0, d["backbone"][0])
+
+
+def detection_model_init(self, cfg="yolo11n.yaml", *args, **kwargs):
+    """``DetectionModel.__init__`` that checks the YAML before Ultralytics indexes into its first row."""
+    d = cfg if isinstance(cfg, dict) else tasks.yaml_model_load(cfg)
+    check_sections(d)
+    _STOCK["DetectionModel.__init__"](self, d, *args, **kwargs)
+
+
 def parse_model(d, ch, verbose=True):
     """Drop-in for ``ultralytics.nn.tasks.parse_model`` that also builds yolo-improve rows."""
     stock = _STOCK["parse_model"]
@@ -93,9 +111,7 @@ def parse_model(d, ch, verbose=True):
     if d.get("deploy"):
         raise ModelYAMLError(None, "deploy: true", "this model is a re-parameterized deploy checkpoint; it validates, "
                              "predicts and exports, but to train, start from the training checkpoint it was made from")
-    for section in ("backbone", "head"):
-        if not isinstance(d.get(section), list):
-            raise ModelYAMLError(None, section, f"the model YAML needs a '{section}' list of rows")
+    check_sections(d)
     rows = d["backbone"] + d["head"]
     plan, layers, origin = {}, [], []  # our layers by index, the rewritten rows, the YAML row behind each layer
     for row in rows:
@@ -149,19 +165,24 @@ def parse_model(d, ch, verbose=True):
 
 # layers whose forward takes more than the previous output (text embeddings): not dry-runnable on an image alone
 _MULTI_INPUT = {"C2fAttn", "ImagePoolingAttn"}
+# heads whose forward needs more than feature maps (text embeddings, targets): dry-run up to them
+_HEADS_WITH_EXTRA_INPUTS = {"WorldDetect", "YOLOEDetect", "YOLOESegment", "YOLOESegment26", "RTDETRDecoder"}
 
 
 def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
-    """Run every layer before the head once on a small image, so that a shape mismatch (e.g. a Concat of maps at
-    different strides) is reported at its own layer instead of as a bare error from deep inside the model."""
+    """Run every layer once on a small image, so that a shape mismatch (e.g. a Concat of maps at different strides,
+    or a last row that is no head, which Ultralytics would only meet in training) is reported at its own layer
+    instead of as a bare error from deep inside the model. Heads cache anchors by input shape: the cache is cleared
+    afterwards, since their strides are not set yet."""
     if any(type(m).__name__ in _MULTI_INPUT for m in model):
         return
+    layers = model[:-1] if type(model[-1]).__name__ in _HEADS_WITH_EXTRA_INPUTS else model
     was_training = model.training
     model.eval()
     x, y = torch.zeros(1, c1, 64, 64), []
     try:
         with torch.no_grad():
-            for m in model[:-1]:
+            for m in layers:
                 if m.f != -1:
                     x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
                 row = origin[m.i] if m.i < len(origin) else None
@@ -169,10 +190,15 @@ def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
                     x = m(x)
                 except Exception as e:
                     raise ModelYAMLError(m.i, row, f"does not run on its inputs: {type(e).__name__}: {e}") from e
-                if any(t.numel() == 0 for t in (x if isinstance(x, (list, tuple)) else [x])):
+                outs = x if isinstance(x, (list, tuple)) else [x]
+                if any(isinstance(t, torch.Tensor) and t.numel() == 0 for t in outs):
                     raise ModelYAMLError(m.i, row, "produces an empty output (zero channels or a zero-size map)")
                 y.append(x)
     finally:
+        for m in model[-1:]:
+            for cache in ("shape", "shapes"):
+                if getattr(m, cache, None) is not None:
+                    setattr(m, cache, None)
         model.train(was_training)
 
 
