@@ -34,7 +34,7 @@ case "${1:-}" in
     [ -d "$low/ultralytics" ] || python -m pip install -q --no-deps --target "$low" "ultralytics==8.3.215"
     echo "== integration subset on ultralytics 8.3.215 =="
     PYTHONPATH="$PWD/$low" python -m pytest -q -p no:cacheprovider \
-      tests/test_integration.py tests/test_workflow.py tests/test_hardening.py
+      tests/test_integration.py tests/test_workflow.py tests/test_hardening.py tests/test_yaml_fuzz.py
     ;;
   setup) setup ;;
   *) echo "usage: bash tasks.sh {demo|test|setup} [args]"; exit 2 ;;
