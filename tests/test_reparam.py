@@ -109,3 +109,10 @@ def test_reparam_refuses_to_overwrite_its_source(tmp_path):
     r = subprocess.run([sys.executable, "-m", "yolo_improve.cli", "reparam", f"model={tmp_path / 'a.pt'}",
                         f"save={tmp_path / 'a.pt'}"], capture_output=True, text=True)
     assert r.returncode != 0 and "refusing to overwrite" in r.stderr
+
+
+def test_reparam_names_an_unknown_argument():
+    from yolo_improve import cli
+
+    with pytest.raises(SystemExit, match=r"yolo-improve reparam: unknown argument 'modle=best.pt'.*model=\.\.\."):
+        cli.main(["reparam", "modle=best.pt"])

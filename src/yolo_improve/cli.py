@@ -51,13 +51,8 @@ def _options(mode: str, args: list[str], defaults: dict, passthrough: frozenset 
     train arguments) keep Ultralytics' own value parsing. Unknown keys and bad values exit with the accepted keys."""
     from ultralytics.cfg import smart_value
 
-    for a in args:
-        key = a.partition("=")[0]
-        if "=" not in a or (key not in defaults and key not in passthrough):
-            more = " and any Ultralytics train argument (lr0=..., optimizer=...)" if passthrough else ""
-            raise SystemExit(f"yolo-improve {mode}: unknown argument '{a}'; this mode takes "
-                             f"{', '.join(f'{k}=...' for k in defaults)}{more}")
-    raw = _kv(args, set(defaults) | set(passthrough))
+    more = " and any Ultralytics train argument (lr0=..., optimizer=...)" if passthrough else ""
+    raw = _kv(mode, args, list(defaults), set(passthrough), more)
     opts, extra = dict(defaults), {}
     for k, v in raw.items():
         if k not in defaults:
@@ -164,20 +159,20 @@ def _reparam(args: list[str]) -> None:
     """``yolo-improve reparam model=best.pt [save=best-deploy.pt]``: write the deploy-form checkpoint."""
     from .reparam import save_deploy
 
-    kv = _kv(args, {"model", "save"})
+    kv = _kv("reparam", args, ["model", "save"])
     if "model" not in kv:
         raise SystemExit("yolo-improve reparam: model=<checkpoint.pt> is required")
     print(f"deploy checkpoint written to {save_deploy(kv['model'], kv.get('save'))}")
 
 
-def _kv(args: list[str], allowed: set[str]) -> dict[str, str]:
-    """Parse ``key=value`` arguments, refusing keys the mode does not know."""
+def _kv(mode: str, args: list[str], keys: list[str], also: set[str] = frozenset(), hint: str = "") -> dict[str, str]:
+    """Parse ``key=value`` arguments; a key outside ``keys`` and ``also`` exits naming the mode and its keys."""
     out = {}
     for a in args:
         key, sep, value = a.partition("=")
-        if not sep or key not in allowed:
-            takes = ", ".join(sorted(f"{k}=..." for k in allowed))
-            raise SystemExit(f"unknown argument '{a}'; this mode takes {takes}")
+        if not sep or (key not in keys and key not in also):
+            raise SystemExit(f"yolo-improve {mode}: unknown argument '{a}'; this mode takes "
+                             f"{', '.join(f'{k}=...' for k in keys)}{hint}")
         out[key] = value
     return out
 
@@ -196,7 +191,7 @@ def _transfer(args: list[str]) -> None:
     """``yolo-improve transfer model=CFG weights=YOLO.pt [backbone=FILE|timm-tag] [save=OUT.pt]``: warm start."""
     from .transfer import warm_start
 
-    kv = _kv(args, {"model", "weights", "backbone", "save"})
+    kv = _kv("transfer", args, ["model", "weights", "backbone", "save"])
     if "model" not in kv or not {"weights", "backbone"} & set(kv):
         raise SystemExit("yolo-improve transfer: model=<cfg.yaml> and weights=<yolo.pt> and/or backbone=<file> needed")
     import yolo_improve  # noqa: F401
