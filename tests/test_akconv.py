@@ -113,7 +113,6 @@ def test_initial_shape_rule():
 def test_training_paths_equal_reference(impl, n, s, hw):
     """deform_conv2d and grid_sample-with-recompute forms: values and gradients (input, weight, offset conv)."""
     m = make(3, 4, n, s)
-    m.offset_lr_scale = 1.0
     m.impl = impl
     x = torch.randn(2, 3, *hw, dtype=torch.float64)
     y_ref, pos = reference(m, x, return_positions=True)
@@ -274,21 +273,111 @@ def test_reduced_precision_inputs_and_fp32_coordinates(monkeypatch):
     close(y.float(), ref, 2e-2)
 
 
-def test_offset_lr_scale_scales_only_offset_param_grads():
-    base = make(3, 4, 5, 2)
-    assert base.offset_lr_scale == 0.1  # the default
-    base.train()
-    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
-    results = {}
-    for scale in (1.0, 0.1, 0.0):
-        m = copy.deepcopy(base)
-        m.offset_lr_scale = scale
-        results[scale] = grads(m, x, lambda m, x: m(x))
-    (y1, g1), (y2, g2), (_, g0) = results[1.0], results[0.1], results[0.0]
-    assert torch.equal(y1, y2)
-    assert torch.equal(g2[0], g1[0]) and torch.equal(g2[1], g1[1])  # input and sampling-weight grads untouched
-    assert torch.equal(g2[2], g1[2] * 0.1) and torch.equal(g2[3], g1[3] * 0.1)  # exactly 0.1 x
-    assert g1[2].abs().sum() > 0 and g0[2].abs().sum() == 0 and g0[3].abs().sum() == 0
+def _offset_groups(groups, offsets, scaled=None):
+    """(offset group, its sibling) pairs: each group holding parameters in ``offsets`` and the group of the same
+    kind (param_group name, weight decay) holding unscaled parameters (none of ``scaled``, default ``offsets``)."""
+    scaled = offsets if scaled is None else scaled
+    pairs = []
+    for g in groups:
+        if any(id(p) in offsets for p in g["params"]):
+            assert all(id(p) in offsets for p in g["params"])  # offsets are never mixed with other parameters
+            kind = {"bias_scaled": "bias"}.get(g.get("param_group"), g.get("param_group"))
+            sib = [h for h in groups if h is not g and h.get("param_group") == kind and h["params"]
+                   and h["weight_decay"] == g["weight_decay"] and not any(id(p) in scaled for p in h["params"])]
+            assert len(sib) == 1, (g, groups)
+            pairs.append((g, sib[0]))
+    return pairs
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW", "auto"])
+def test_optimizer_puts_offset_conv_in_its_own_groups_at_lr_scale(name):
+    """The ``lr_scale`` protocol: the offset conv's weight and bias leave their stock groups for copies at 0.1x lr
+    (same weight decay and settings); every parameter stays in the optimizer exactly once."""
+    from types import SimpleNamespace
+
+    from ultralytics.engine.trainer import BaseTrainer
+    from ultralytics.nn.modules import Conv
+
+    from yolo_improve.integrations.ultralytics.training import patch_late
+
+    patch_late()  # normally done when the first model is built from YAML
+    model = torch.nn.Sequential(Conv(3, 8, 3), AKConv(8, 16, 5, 2), AKConv(16, 16, 3, 1, offset_lr_scale=0.5))
+    fake = SimpleNamespace(args=SimpleNamespace(lr0=0.02, momentum=0.9, warmup_bias_lr=0.1, optimizer=name),
+                           data={"nc": 3})
+    opt = BaseTrainer.build_optimizer(fake, model, name=name, lr=0.02, momentum=0.9, decay=5e-4, iterations=10)
+    ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    scaled = {id(p) for m in model[1:] for p in m.p_conv.parameters()}
+    for m, f in ((model[1], 0.1), (model[2], 0.5)):
+        pairs = _offset_groups(opt.param_groups, {id(p) for p in m.p_conv.parameters()}, scaled)
+        assert len(pairs) == 2  # weight (decayed) and bias (not)
+        assert {g["weight_decay"] for g, _ in pairs} == {5e-4, 0.0}
+        for g, sib in pairs:
+            assert sib["lr"] > 0 and g["lr"] == pytest.approx(f * sib["lr"], rel=1e-12)
+            assert {k: v for k, v in g.items() if k not in ("params", "lr", "param_group")} == {
+                k: v for k, v in sib.items() if k not in ("params", "lr", "param_group")}
+
+
+def _watch_offset_lr(model, seen):
+    """Callbacks recording, after every batch and at every epoch end, the offset groups' lr / their siblings' lr."""
+
+    def record(trainer, key):
+        ak = [m for m in trainer.model.modules() if isinstance(m, AKConv)]
+        offsets = {id(p) for m in ak for p in m.p_conv.parameters()}
+        pairs = _offset_groups(trainer.optimizer.param_groups, offsets)
+        assert len(pairs) == 2 and sum(len(g["params"]) for g, _ in pairs) == len(offsets) == 2 * len(ak) > 0
+        seen.setdefault(key, []).append(
+            (trainer.epoch, trainer.args.optimizer, [(g.get("param_group"), g["lr"], s["lr"]) for g, s in pairs]))
+
+    model.add_callback("on_train_batch_end", lambda t: record(t, "batch"))
+    model.add_callback("on_train_epoch_end", lambda t: record(t, "epoch"))
+
+
+def _check_after_warmup(records, epoch, optimizer):
+    e, opt, pairs = records[-1]
+    assert e == epoch and opt == optimizer
+    for _, lr, sibling in pairs:
+        assert sibling > 0 and lr == pytest.approx(0.1 * sibling, rel=1e-9)
+
+
+TRAIN = dict(imgsz=32, batch=8, workers=0, plots=False, val=False, warmup_epochs=1, seed=0)
+
+
+@pytest.mark.parametrize("name,used", [("SGD", "SGD"), ("AdamW", "AdamW"), ("auto", "AdamW")])
+def test_offset_lr_is_a_tenth_through_warmup_and_schedule_in_real_training(name, used, sample, tmp_path):
+    """A real 2-epoch run (warm-up over the first): at the end of the epoch past warm-up the offset groups run at
+    0.1x their siblings' lr under SGD, AdamW and ``optimizer=auto`` (which picks AdamW for short runs); during
+    warm-up the weight groups, which ramp from 0, keep the ratio at every batch."""
+    from ultralytics import YOLO
+
+    model, seen = YOLO("yolo11n-akconv.yaml"), {}
+    _watch_offset_lr(model, seen)
+    model.train(data=str(sample), epochs=2, optimizer=name, project=str(tmp_path), name="lr", **TRAIN)
+    _check_after_warmup(seen["epoch"], 1, used)
+    ramp = [(lr, sib) for e, _, pairs in seen["batch"] if e == 0 for kind, lr, sib in pairs if kind == "weight"]
+    assert len(ramp) >= 2 and len({sib for _, sib in ramp}) >= 2  # the lr really moved during warm-up
+    assert all(lr == pytest.approx(0.1 * sib, rel=1e-9) for lr, sib in ramp)
+
+
+def test_offset_lr_scale_survives_resume(sample, tmp_path):
+    """Interrupted after epoch 1 of 3 and resumed from last.pt: the rebuilt optimizer, loaded from the checkpoint's
+    state, still runs the offset groups at 0.1x."""
+    from ultralytics import YOLO
+
+    model, seen = YOLO("yolo11n-akconv.yaml"), {}
+
+    def interrupt(trainer):
+        raise KeyboardInterrupt("stop after the first epoch")
+
+    model.add_callback("on_fit_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        model.train(data=str(sample), epochs=3, optimizer="auto", project=str(tmp_path), name="r", **TRAIN)
+    last = next(tmp_path.rglob("last.pt"))
+    resumed = YOLO(str(last))
+    _watch_offset_lr(resumed, seen)
+    resumed.train(resume=True)
+    assert seen["epoch"][0][0] == 1  # really resumed
+    _check_after_warmup(seen["epoch"], 2, "AdamW")
 
 
 @pytest.mark.parametrize("impl", ["deform", "grid"])

@@ -15,9 +15,10 @@ code are stated where they are made:
   twice (corners four times).
 * Precision: sampling coordinates, the bilinear sampling and the weighted sum run in fp32 (fp64 for fp64
   input) whatever the input dtype or autocast state; in fp16 a coordinate near 320 px is quantised to 1/4 px.
-* Offset learning rate: gradients of the offset conv's weight and bias are multiplied by
-  ``offset_lr_scale`` (default 0.1, as for the offset branch of deformable convs), which is an lr scale
-  under SGD. Adam-type optimisers normalise the gradient scale away. The input gradient is not scaled.
+* Offset learning rate: the offset conv trains at ``offset_lr_scale`` (default 0.1, as for the offset branch of
+  deformable convs) times the learning rate. It is declared as the offset conv's ``lr_scale`` and applied by the
+  optimizer (its own parameter groups, see integrations/ultralytics/training.py), not as a gradient scale, which
+  Adam-type optimisers (Ultralytics' ``optimizer=auto`` for short runs) would normalise away.
 * Implementation: torchvision's deform_conv2d on CUDA (a (1, N) kernel whose taps are moved onto p), a
   grid_sample form elsewhere and for export; both keep about the activation memory of a plain conv, where a
   gather-and-stack form keeps 3-7x more (see ``AKConv`` and benchmarks/bench_akconv.py).
@@ -61,19 +62,6 @@ def _deform_conv2d():
     return deform_conv2d
 
 
-class _ScaleGrad(torch.autograd.Function):
-    """Identity in the forward pass; multiplies the incoming gradient by ``scale`` in the backward pass."""
-
-    @staticmethod
-    def forward(ctx, t, scale):
-        ctx.scale = scale
-        return t.view_as(t)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.scale, None
-
-
 class _GridRecompute(torch.autograd.Function):
     """The grid_sample form keeping only (x, offset, w) for backward: the N samples, (B, c1*N, Ho, Wo), would
     otherwise be saved for the 1x1 conv (N x the input at output size); backward recomputes them instead."""
@@ -95,15 +83,13 @@ class _GridRecompute(torch.autograd.Function):
 
 class _OffsetConv(nn.Conv2d):
     """The 3x3 offset conv. A Conv2d subclass so that thop and Ultralytics see (and count) an ordinary conv;
-    its forward casts the weights to the input's dtype (fp32 coordinates) and applies the gradient scale."""
+    its forward casts the weights to the input's dtype (fp32 coordinates). ``lr_scale``: the factor the optimizer
+    applies to its learning rate (the class value is AKConv's default, for modules pickled before it was set)."""
 
-    grad_scale = 1.0
+    lr_scale = 0.1
 
     def forward(self, x):
-        w, b = self.weight.to(x.dtype), self.bias.to(x.dtype)
-        if self.grad_scale != 1.0 and torch.is_grad_enabled() and self.weight.requires_grad and not _exporting():
-            w, b = _ScaleGrad.apply(w, self.grad_scale), _ScaleGrad.apply(b, self.grad_scale)
-        return self._conv_forward(x, w, b)
+        return self._conv_forward(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
 
 
 def _autocast_off(device_type: str):
@@ -173,12 +159,12 @@ class AKConv(nn.Module):
 
     @property
     def offset_lr_scale(self) -> float:
-        """Factor applied to the offset conv's weight/bias gradients (1 disables it)."""
-        return self.p_conv.grad_scale
+        """The offset conv's learning rate as a fraction of the optimizer's (its ``lr_scale``; 1 disables it)."""
+        return self.p_conv.lr_scale
 
     @offset_lr_scale.setter
     def offset_lr_scale(self, value: float):
-        self.p_conv.grad_scale = float(value)
+        self.p_conv.lr_scale = float(value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         in_dtype = x.dtype

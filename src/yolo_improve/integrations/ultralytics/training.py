@@ -16,9 +16,19 @@ from ._common import _STOCK
 
 
 def build_optimizer(self, model, *args, **kwargs):
-    """Stock parameter grouping, then the parameters of modules marked ``no_weight_decay`` (GRN gamma and beta)
-    move from the decayed group into the undecayed norm-weight group (not the bias group, whose warm-up learning
-    rate differs; a GRN beta named ``bias`` is already there)."""
+    """Stock parameter grouping, then two attributes any module may declare for its own parameters
+    (``parameters(recurse=False)``):
+
+    * ``no_weight_decay = True`` (GRN gamma and beta): they move from the decayed group into the undecayed
+      norm-weight group (not the bias group, whose warm-up learning rate differs; a GRN beta named ``bias`` is
+      already there).
+    * ``lr_scale = f`` (AKConv's offset conv, 0.1): they move into a copy of the group they were in (same weight
+      decay and optimizer settings) whose lr is f times its lr. The trainer's warm-up ramps each group to its own
+      ``initial_lr`` and the scheduler multiplies each group's ``initial_lr`` (both 8.3 and 8.4; LambdaLR takes it
+      from the group's lr), and resume restores the groups from the optimizer state, so the factor holds
+      throughout; unlike a gradient scale, Adam-type optimizers do not cancel it. A scaled bias group warms up from
+      0 like the weights rather than from ``warmup_bias_lr`` (8.3 gives that start to group 0 only; 8.4 to groups
+      named "bias", so it is renamed "bias_scaled")."""
     optimizer = _STOCK["ultralytics.engine.trainer.build_optimizer"](self, model, *args, **kwargs)
     exempt = {id(p) for m in model.modules() if getattr(m, "no_weight_decay", False) for p in m.parameters(False)}
     groups = optimizer.param_groups
@@ -30,6 +40,18 @@ def build_optimizer(self, model, *args, **kwargs):
                 moved = [p for p in g["params"] if id(p) in exempt]
                 g["params"] = [p for p in g["params"] if id(p) not in exempt]
                 target["params"].extend(moved)
+    scale = {id(p): float(m.lr_scale) for m in model.modules() if getattr(m, "lr_scale", 1) != 1
+             for p in m.parameters(False)}
+    for g in list(groups) if scale else ():
+        split: dict[float, list] = {}
+        for p in g["params"]:
+            if id(p) in scale:
+                split.setdefault(scale[id(p)], []).append(p)
+        g["params"] = [p for p in g["params"] if id(p) not in scale]
+        for f, params in split.items():
+            extra = {"param_group": "bias_scaled"} if g.get("param_group") == "bias" else {}
+            optimizer.add_param_group({**g, "params": params, "lr": g["lr"] * f, **extra})
+            LOGGER.info(f"yolo-improve: {len(params)} parameters at lr x{f:g} in their own optimizer group")
     return optimizer
 
 
