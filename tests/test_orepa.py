@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import trained_conv
 from torch import nn
 
-from yolo_improve.layers.orepa import OREPA, frequency_prior, thop_count
+from yolo_improve.layers.orepa import OREPA, frequency_prior, load_official_state_dict, thop_count
 from yolo_improve.reparam import reparameterize
 
 KSG = list(itertools.product((1, 3, 5, 7), (1, 2), (1, 4)))  # kernel, stride, groups
@@ -20,19 +20,26 @@ KSG = list(itertools.product((1, 3, 5, 7), (1, 2), (1, 4)))  # kernel, stride, g
 
 @torch.no_grad()
 def randomise(m: OREPA, seed: int = 0) -> OREPA:
-    """Non-zero random branch scales, non-trivial BN statistics and a non-identity 1x1 of the 1x1-kxk branch: with
-    the defaults (prior scale 0, mean 0, var 1) the equivalence checks would pass for wrong folds."""
+    """Non-zero random branch scales, non-trivial BN statistics and non-identity identity-initialised 1x1s (the
+    1x1-kxk branch's first, the k=1 factorisation's narrow side): with the defaults (prior scale 0, mean 0, var 1)
+    the equivalence checks would pass for wrong folds. A k >= 7 OREPA randomises each of its blocks."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(t, lo, hi):
         return (torch.rand(t.shape, generator=g, dtype=torch.float64) * (hi - lo) + lo).to(t.dtype)
 
-    m.scale.copy_(rnd(m.scale, 0.2, 1.0) * torch.where(rnd(m.scale, 0, 1) > 0.5, 1.0, -1.0).to(m.scale.dtype))
-    m.weight_1x1_kxk_idconv1.copy_(rnd(m.weight_1x1_kxk_idconv1, -0.3, 0.3))
-    m.bn.running_mean.copy_(rnd(m.bn.running_mean, -0.5, 0.5))
-    m.bn.running_var.copy_(rnd(m.bn.running_var, 0.5, 2.0))
-    m.bn.weight.copy_(rnd(m.bn.weight, 0.5, 1.5))
-    m.bn.bias.copy_(rnd(m.bn.bias, -0.5, 0.5))
+    for i, b in enumerate(getattr(m, "blocks", ())):
+        randomise(b, seed + 1 + i)
+    if m.branches:
+        m.scale.copy_(rnd(m.scale, 0.2, 1.0) * torch.where(rnd(m.scale, 0, 1) > 0.5, 1.0, -1.0).to(m.scale.dtype))
+    for name in ("weight_1x1_kxk_idconv1", "weight_l2i_conv1", "weight_l2i_conv2"):
+        if hasattr(m, name):
+            getattr(m, name).add_(rnd(getattr(m, name), -0.3, 0.3))
+    if m.bn is not None:
+        m.bn.running_mean.copy_(rnd(m.bn.running_mean, -0.5, 0.5))
+        m.bn.running_var.copy_(rnd(m.bn.running_var, 0.5, 2.0))
+        m.bn.weight.copy_(rnd(m.bn.weight, 0.5, 1.5))
+        m.bn.bias.copy_(rnd(m.bn.bias, -0.5, 0.5))
     return m
 
 
@@ -41,19 +48,27 @@ def rel_diff(a, b):
 
 
 def unmerged(m: OREPA, x):
-    """Pre-BN output with every branch run as the ops the paper draws (stride 1 dilation 1 'same' padding)."""
+    """Pre-BN output with every branch run as the ops the paper draws (dilation 1, the module's padding)."""
     k, s, g, p, c1, c2 = m.kernel_size, m.stride, m.groups, m.padding, m.in_channels, m.out_channels
+    if not m.branches:  # k >= 7: the 3x3 blocks one after another on x padded once (valid convs), every later
+        y = F.pad(x, [p] * 4)  # kernel flipped as the official composition does; the stride subsamples the end
+        for i, b in enumerate(m.blocks):
+            w = b.merged_kernel()
+            y = F.conv2d(y, w if i == 0 else w.flip(-1, -2), None, 1, 0, 1, g)
+        return y[..., ::s, ::s]
     sc = {b: m.scale[i].reshape(1, -1, 1, 1) for i, b in enumerate(m.branches)}
     out = sc["origin"] * F.conv2d(x, m.weight_origin, None, s, p, 1, g)
+    if k == 1:
+        mid = F.conv2d(x, m.weight_l2i_conv1, None, 1, 0, 1, g)
+        return out + sc["l2i"] * F.conv2d(mid, m.weight_l2i_conv2, None, s, p, 1, g)
     mid = F.conv2d(x, m.weight_1x1_kxk_idconv1 + m.id_1x1, None, 1, 0, 1, g)
     out = out + sc["1x1_kxk"] * F.conv2d(mid, m.weight_1x1_kxk_conv2, None, s, p, 1, g)
-    if k > 1:
-        avg = F.avg_pool2d(F.conv2d(x, m.weight_avg, None, 1, 0, 1, g), k, s, p, count_include_pad=True)
-        prior = F.conv2d(F.conv2d(x, m.weight_prior, None, 1, 0, 1, g), m.prior.unsqueeze(1), None, s, p, 1, c2)
-        one = F.conv2d(x, m.weight_1x1, None, s, 0, 1, g)
-        dws = F.conv2d(F.conv2d(x, m.weight_dw, None, s, p, 1, c1), m.weight_pw, None, 1, 0, 1, g)
-        out = out + sc["avg"] * avg + sc["prior"] * prior + sc["1x1"] * one + sc["dws"] * dws
-    return out
+    avg = F.avg_pool2d(F.conv2d(x, m.weight_avg, None, 1, 0, 1, g), k, s, p, count_include_pad=True)
+    prior = F.conv2d(F.conv2d(x, m.weight_prior, None, 1, 0, 1, g), m.prior.unsqueeze(1), None, s, p, 1, c2)
+    one = F.conv2d(x, m.weight_1x1, None, s, 0, 1, g)
+    rows = torch.arange(c2).reshape(c2 // g, g).t().reshape(-1)  # official pw order: output j of group c is row j*g+c
+    dws = F.conv2d(F.conv2d(x, m.weight_dw, None, s, p, 1, c1), m.weight_pw[rows], None, 1, 0, 1, g)
+    return out + sc["avg"] * avg + sc["prior"] * prior + sc["1x1"] * one + sc["dws"] * dws
 
 
 @pytest.mark.parametrize("k,s,g", KSG)
@@ -63,7 +78,9 @@ def test_merged_kernel_equals_the_branches_run_separately(k, s, g):
     x = torch.randn(2, 8, 11, 11, dtype=torch.float64)
     merged = F.conv2d(x, m.merged_kernel(), None, s, m.padding, 1, g)
     assert rel_diff(merged, unmerged(m, x)) < 1e-12
-    assert m.branches == (("origin", "1x1_kxk") if k == 1 else ("origin", "avg", "prior", "1x1_kxk", "1x1", "dws"))
+    six = ("origin", "avg", "prior", "1x1_kxk", "1x1", "dws")
+    assert m.branches == (("origin", "l2i") if k == 1 else () if k >= 7 else six)
+    assert [b.branches for b in getattr(m, "blocks", ())] == [six] * (3 if k == 7 else 0)
 
 
 @pytest.mark.parametrize("k,s,g", KSG + [(3, 1, 12), (3, 2, 12)])  # g=12: depthwise (c1 = c2 = 12)
@@ -71,7 +88,8 @@ def test_train_form_equals_deploy_form(k, s, g):
     torch.manual_seed(k * 10 + s + g)
     c1 = 12 if g == 12 else 8
     m = randomise(OREPA(c1, 12, k, s, g=g).double()).eval()
-    assert all(kern.abs().max() > 0 for kern in m.branch_kernels().values())  # no branch is trivially zero
+    for b in (m, *getattr(m, "blocks", ())):
+        assert all(kern.abs().max() > 0 for kern in b.branch_kernels().values())  # no branch is trivially zero
     x = torch.randn(2, c1, 13, 13, dtype=torch.float64)
     y = m(x)
     m.reparameterize()
@@ -163,7 +181,7 @@ def test_from_conv_rejects_non_square_kernels():
         OREPA(4, 4, 2)
 
 
-@pytest.mark.parametrize("k", (1, 3))
+@pytest.mark.parametrize("k", (1, 3, 7))
 def test_gradients_reach_every_parameter(k):
     m = randomise(OREPA(8, 8, k, 1, g=2))
     m(torch.randn(2, 8, 9, 9)).sum().backward()
@@ -189,7 +207,7 @@ def test_autocast_bf16_merges_in_fp32():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter Ultralytics uses
 @pytest.mark.parametrize("form", ("train", "deploy"))
-@pytest.mark.parametrize("k,s,g", [(3, 2, 2), (1, 1, 1), (5, 1, 1)])
+@pytest.mark.parametrize("k,s,g", [(3, 2, 2), (1, 1, 1), (5, 1, 1), (7, 2, 2)])
 def test_onnx_export_matches_pytorch(tmp_path, form, k, s, g):
     import onnxruntime as ort
 
@@ -206,7 +224,7 @@ def test_onnx_export_matches_pytorch(tmp_path, form, k, s, g):
     assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-4
 
 
-@pytest.mark.parametrize("k,s,g", [(3, 2, 1), (3, 1, 2), (1, 1, 1), (5, 2, 4)])
+@pytest.mark.parametrize("k,s,g", [(3, 2, 1), (3, 1, 2), (1, 1, 1), (5, 2, 4), (7, 1, 2)])
 def test_thop_counts_one_conv_and_bn(k, s, g):
     m = OREPA(8, 16, k, s, g=g)
     x = torch.randn(1, 8, 32, 32)
@@ -236,8 +254,9 @@ def test_thop_counts_one_conv_and_bn(k, s, g):
 
 
 @pytest.mark.parametrize("form", ("train", "deploy"))
-def test_pickle_and_state_dict_round_trip(form):
-    m = randomise(OREPA(8, 16, 3, 2, g=2)).eval()
+@pytest.mark.parametrize("k", (3, 7))
+def test_pickle_and_state_dict_round_trip(form, k):
+    m = randomise(OREPA(8, 16, k, 2, g=2)).eval()
     if form == "deploy":
         m.reparameterize()
     x = torch.randn(1, 8, 16, 16)
@@ -247,7 +266,7 @@ def test_pickle_and_state_dict_round_trip(form):
     loaded = torch.load(buf, weights_only=False)
     assert torch.equal(loaded(x), m(x))
     if form == "train":  # a fresh module rebuilds the non-persistent constants
-        fresh = OREPA(8, 16, 3, 2, g=2).eval()
+        fresh = OREPA(8, 16, k, 2, g=2).eval()
         fresh.load_state_dict(copy.deepcopy(m.state_dict()))
         assert torch.equal(fresh(x), m(x))
 
@@ -270,3 +289,129 @@ def test_training_steps_fit_a_target():
     changed = [n for n, p in m.named_parameters() if not torch.equal(p, before[n])]
     assert changed == list(before)
     assert not torch.equal(m.bn.running_mean, running_mean)
+
+
+# ---- official layout (JUGGHM/OREPA_CVPR2022 blocks.py): state dicts built in its names and shapes, and its forward
+# computed by a straightforward reference written here from the official definitions (loops over groups and taps)
+OFFICIAL_BUFFERS = ("weight_orepa_avg_avg", "id_tensor", "weight_orepa_prior", "running_mean", "running_var",
+                    "num_batches_tracked")
+
+
+def official_state_dict(c1, c2, k, g, gen, bn=True):
+    """Random tensors in the official names and shapes: OREPA_1x1 (k=1), OREPA (k=3, 5), OREPA_LargeConv (k >= 7);
+    the groups > 1 forms of k=1 and k >= 7, which the official blocks refuse, grouped the same way."""
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * 0.3
+
+    ci, sd = c1 // g, {}
+    if k >= 7:
+        for i in range((k - 1) // 2):
+            block = official_state_dict(c1 if i == 0 else c2, c2, 3, g, gen, bn=False)
+            sd.update({f"weight{i}.{n}": v for n, v in block.items()})
+    elif k == 1:
+        t = c1 if c2 > c1 else c2
+        sd = {"weight_or1x1_origin": r(c2, ci, 1, 1), "weight_or1x1_l2i_conv1": r(t, ci, 1, 1),
+              "weight_or1x1_l2i_conv2": r(c2, t // g, 1, 1), "vector": r(2, c2)}
+    else:
+        t = c1 if g <= 4 else 2 * c1
+        ident = torch.zeros(t, ci, 1, 1, dtype=torch.float64)
+        ident[torch.arange(t), torch.arange(t) % ci] = 1.0
+        sd = {"weight_orepa_origin": r(c2, ci, k, k), "weight_orepa_avg_conv": r(c2, ci, 1, 1),
+              "weight_orepa_pfir_conv": r(c2, ci, 1, 1),
+              "weight_orepa_avg_avg": torch.full((k, k), 1.0 / k / k, dtype=torch.float64),
+              "weight_orepa_1x1": r(c2, ci, 1, 1), "weight_orepa_1x1_kxk_idconv1": r(t, ci, 1, 1), "id_tensor": ident,
+              "weight_orepa_1x1_kxk_conv2": r(c2, t // g, k, k), "weight_orepa_gconv_dw": r(c1 * 8, 1, k, k),
+              "weight_orepa_gconv_pw": r(c2, ci * 8, 1, 1), "vector": r(6, c2),
+              "weight_orepa_prior": r(c2, k, k)}  # a checkpoint's prior (official: whatever its init wrote)
+    if bn:
+        sd.update({"bn.weight": r(c2) + 1, "bn.bias": r(c2), "bn.running_mean": r(c2),
+                   "bn.running_var": r(c2).abs() + 0.5, "bn.num_batches_tracked": torch.tensor(7)})
+    return sd
+
+
+def official_kernel(sd, c1, c2, k, g, prefix=""):
+    """The kernel the official block computes from ``sd`` (its ``weight_gen``), written from its definition."""
+    ci, co = c1 // g, c2 // g
+    w = {n[len(prefix):]: v for n, v in sd.items() if n.startswith(prefix)}
+    if k >= 7:  # composed: K_new[o, i] = sum over the group's m and 3x3 taps a of W[o, m, a] * K[m, i, . + a - 2]
+        kern = official_kernel(sd, c1, c2, 3, g, "weight0.")
+        for b in range(1, (k - 1) // 2):
+            nxt = official_kernel(sd, c2, c2, 3, g, f"weight{b}.")
+            kk = kern.shape[-1]
+            padded = F.pad(kern, [2] * 4)
+            new = torch.zeros(c2, ci, kk + 2, kk + 2, dtype=kern.dtype)
+            for o in range(c2):
+                grp = slice(o // co * co, o // co * co + co)
+                for a in range(3):
+                    for b2 in range(3):
+                        new[o] += torch.einsum("m,mihw->ihw", nxt[o, :, a, b2],
+                                               padded[grp, :, a:a + kk + 2, b2:b2 + kk + 2])
+            kern = new
+        return kern
+    v = w["vector"]
+    kern = v[0].reshape(-1, 1, 1, 1) * (w.get("weight_or1x1_origin", w.get("weight_orepa_origin")))
+    if k == 1:
+        c1w, c2w = w["weight_or1x1_l2i_conv1"][:, :, 0, 0], w["weight_or1x1_l2i_conv2"][:, :, 0, 0]
+        tg = c1w.shape[0] // g
+        l2i = torch.zeros(c2, ci, 1, 1, dtype=kern.dtype)
+        for o in range(c2):
+            grp = o // co
+            l2i[o, :, 0, 0] = c2w[o] @ c1w[grp * tg:(grp + 1) * tg]
+        return kern + v[1].reshape(-1, 1, 1, 1) * l2i
+    kern = kern + v[1].reshape(-1, 1, 1, 1) * w["weight_orepa_avg_conv"] * w["weight_orepa_avg_avg"]
+    kern = kern + v[2].reshape(-1, 1, 1, 1) * w["weight_orepa_pfir_conv"] * w["weight_orepa_prior"][:, None]
+    first = (w["weight_orepa_1x1_kxk_idconv1"] + w["id_tensor"])[:, :, 0, 0]
+    second = w["weight_orepa_1x1_kxk_conv2"]
+    tg = first.shape[0] // g
+    one_k = torch.stack([torch.einsum("mhw,mi->ihw", second[o], first[o // co * tg:(o // co + 1) * tg])
+                         for o in range(c2)])
+    kern = kern + v[3].reshape(-1, 1, 1, 1) * one_k
+    kern[:, :, k // 2, k // 2] += v[4].reshape(-1, 1) * w["weight_orepa_1x1"][:, :, 0, 0]
+    dw, pw = w["weight_orepa_gconv_dw"][:, 0], w["weight_orepa_gconv_pw"][:, :, 0, 0]
+    dws = torch.zeros_like(kern)
+    for c in range(g):  # official dwsc2full: output c*co + j of group c reads pw row j*g + c
+        for j in range(co):
+            for i in range(ci):
+                dws[c * co + j, i] = torch.einsum("t,thw->hw", pw[j * g + c, i * 8:(i + 1) * 8],
+                                                  dw[(c * ci + i) * 8:(c * ci + i + 1) * 8])
+    return kern + v[5].reshape(-1, 1, 1, 1) * dws
+
+
+@pytest.mark.parametrize("k", (1, 3, 5, 7))
+@pytest.mark.parametrize("g", (1, 2, 8))
+@pytest.mark.parametrize("c1,c2", [(8, 16), (16, 8)])
+def test_official_layout_weights_give_the_official_outputs(k, g, c1, c2):
+    gen = torch.Generator().manual_seed(k * 100 + g * 10 + c1)
+    sd = official_state_dict(c1, c2, k, g, gen)
+    m = OREPA(c1, c2, k, 2, g=g, act=False).double().eval()
+    load_official_state_dict(m, sd)
+    x = torch.randn(2, c1, 15, 15, dtype=torch.float64, generator=gen)
+    ref = F.conv2d(x, official_kernel(sd, c1, c2, k, g), None, 2, k // 2, 1, g)
+    bn = {n[3:]: v for n, v in sd.items() if n.startswith("bn.")}
+    ref = F.batch_norm(ref, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0, m.bn.eps)
+    with torch.no_grad():
+        assert rel_diff(m(x), ref) < 1e-12
+        m.reparameterize()
+        assert rel_diff(m(x), ref) < 1e-12
+    n_official = sum(v.numel() for n, v in sd.items() if n.split(".")[-1] not in OFFICIAL_BUFFERS)
+    assert sum(p.numel() for p in OREPA(c1, c2, k, g=g).parameters()) == n_official
+
+
+def test_official_parameter_counts_and_bad_official_state_dicts():
+    counts = {k: sum(p.numel() for p in OREPA(64, 64, k).parameters()) for k in (1, 3, 7)}
+    assert counts == {1: 12544, 3: 128000, 7: 383744}  # OREPA_1x1, OREPA, OREPA_LargeConv at 64 -> 64
+    gen = torch.Generator().manual_seed(0)
+    sd = official_state_dict(8, 8, 3, 1, gen)
+    with pytest.raises(KeyError, match="weight_orepa_extra"):
+        load_official_state_dict(OREPA(8, 8, 3).double(), {**sd, "weight_orepa_extra": torch.zeros(1)})
+    with pytest.raises(RuntimeError, match="weight_origin"):  # a 5x5 checkpoint into a 3x3 module
+        load_official_state_dict(OREPA(8, 8, 3).double(), official_state_dict(8, 8, 5, 1, gen))
+    with pytest.raises(RuntimeError, match="weight_dw"):
+        sd.pop("weight_orepa_gconv_dw")
+        load_official_state_dict(OREPA(8, 8, 3).double(), sd)
+
+
+def test_from_conv_refuses_large_kernels_with_a_reason():
+    with pytest.raises(TypeError, match="composed 3x3"):
+        OREPA.from_conv(trained_conv(8, 8, 7, 1))
