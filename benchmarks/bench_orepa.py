@@ -80,7 +80,9 @@ def main():
     torch.manual_seed(0)
 
     conv, orepa = Conv(a.c1, a.c2, a.k, a.s).train(), OREPA(a.c1, a.c2, a.k, a.s).train()
-    train = {"Conv+BN+SiLU": conv, "OREPA (train form)": orepa, "offline branches (DBB-style)": OfflineBranches(orepa)}
+    train = {"Conv+BN+SiLU": conv, "OREPA (train form)": orepa}
+    if len(orepa.branches) == 6:  # k = 1 and k >= 7 have other forms (OREPA_1x1, composed 3x3 blocks)
+        train["offline branches (DBB-style)"] = OfflineBranches(orepa)
     x = torch.randn(a.batch, a.c1, a.size, a.size, requires_grad=True)  # a mid-network layer: input grads too
 
     mem = {n: saved_tensor_bytes(m, x) for n, m in train.items()}
