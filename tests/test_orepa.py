@@ -415,3 +415,18 @@ def test_official_parameter_counts_and_bad_official_state_dicts():
 def test_from_conv_refuses_large_kernels_with_a_reason():
     with pytest.raises(TypeError, match="composed 3x3"):
         OREPA.from_conv(trained_conv(8, 8, 7, 1))
+
+
+def test_modules_pickled_before_the_official_dws_order_keep_their_function():
+    """A grouped OREPA pickled before the dws branch took the official row order (no ``official_pw_order`` in its
+    __dict__) reads its pointwise rows as it was trained: group-major."""
+    m = randomise(OREPA(8, 12, 3, 1, g=2).double())
+    old = copy.deepcopy(m)
+    del old.__dict__["official_pw_order"]
+    rows = torch.arange(12).reshape(6, 2).t().reshape(-1)  # group-major position -> official row
+    with torch.no_grad():
+        old.weight_pw.copy_(m.weight_pw[rows])
+    torch.testing.assert_close(old.merged_kernel(), m.merged_kernel(), rtol=1e-12, atol=1e-12)
+    unpermuted = copy.deepcopy(m)
+    del unpermuted.__dict__["official_pw_order"]
+    assert rel_diff(unpermuted.merged_kernel(), m.merged_kernel()) > 1e-3  # the two orders really differ

@@ -99,6 +99,7 @@ class OREPA(nn.Module):
     # initial branch scales from the official code; the prior starts off and learns its way in
     init_scales = {"origin": 0.25, "avg": 0.25, "prior": 0.0, "1x1_kxk": 0.5, "1x1": 1.0, "dws": 0.5}
     init_scales_1x1 = {"origin": 1.0, "l2i": 0.5}
+    official_pw_order = False  # set on every new module; absent from modules pickled before (see _kernel_dws)
 
     def __init__(self, c1, c2, k=3, s=1, p=None, g=1, d=1, act=True, *, bn=True):
         super().__init__()
@@ -142,6 +143,7 @@ class OREPA(nn.Module):
         self.register_buffer("centre", identity_kernel(1, k)[0, 0], persistent=False)
         self.weight_dw = _empty(c1 * m, 1, k, k)
         self.weight_pw = _empty(c2, ci * m, 1, 1)
+        self.official_pw_order = True
         self.weight_1x1_kxk_idconv1 = nn.Parameter(torch.zeros(t, ci, 1, 1))
         self.register_buffer("id_1x1", identity_kernel(c1, 1, g).repeat(t // c1, 1, 1, 1), persistent=False)
         self.weight_1x1_kxk_conv2 = _empty(c2, t // g, k, k)
@@ -184,7 +186,10 @@ class OREPA(nn.Module):
         g, c2, k, m = self.groups, self.out_channels, self.kernel_size, self.dw_multiplier
         ci = self.in_channels // g
         dw = w["weight_dw"].reshape(g, ci, m, k, k)  # depthwise output channel i*m+t reads input channel i
-        pw = w["weight_pw"].reshape(c2 // g, g, ci, m).transpose(0, 1)  # official order: row j*g + group
+        if self.official_pw_order:  # official order: output j of group c is row j*g + c
+            pw = w["weight_pw"].reshape(c2 // g, g, ci, m).transpose(0, 1)
+        else:  # modules pickled before the official order (row c*c2/g + j) keep computing what they were trained as
+            pw = w["weight_pw"].reshape(g, c2 // g, ci, m)
         return torch.einsum("goit,githw->goihw", pw, dw).reshape(c2, ci, k, k)
 
     def branch_kernels(self) -> dict[str, torch.Tensor]:
