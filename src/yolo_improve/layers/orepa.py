@@ -14,7 +14,8 @@ two-layer 1x1 factorisation), 1 < k < 7 the six-branch ``OREPA``, k >= 7 ``OREPA
 
 * the prior branch's filters (``frequency_prior``): the official ones are written for k = 3 only (k = 5 reads
   uninitialised memory), and at k = 3 with 64 output channels 10 of them are all zero and 10 constant (the avg
-  branch again); ours are the 2-D DCT basis functions without DC, none dead. The prior is a saved buffer, so an official checkpoint brings its own.
+  branch again); ours are the 2-D DCT basis functions without DC, none dead. The prior is a saved buffer, so an
+  official checkpoint brings its own.
 * groups at k = 1 and k >= 7, which the official blocks refuse or cannot build: the same factorisations, block-
   diagonal per group (every stacked 3x3 kernel grouped).
 * correct for any odd k and dilation, an idempotent deploy step, ONNX export of both forms, merging in fp32 under
