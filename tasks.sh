@@ -15,7 +15,8 @@ setup() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # torch is pinned: an unpinned install may pick a torch without a matching torchvision build
-    "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" "cloudpickle>=3.1.1" -e ".[test]"
+    "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" "cloudpickle>=3.1.1" \
+      -e ".[test,deploy,ray]"  # deploy: OpenVINO/NCNN for the export matrix; ray: compare engine=ray
     echo "$want" > "$stamp"
   fi
   # offline by design: nothing at run time may need the network

@@ -17,7 +17,9 @@ USAGE = """usage: yolo-improve MODE key=value ...
   yolo-improve transfer model=yolo11n-repvit.yaml weights=yolo11n.pt [backbone=repvit.pth] [save=start.pt]
                                                warm start: YOLO11 checkpoint (and backbone weights) -> this model
   yolo-improve bench [models=baseline,repvit] [scale=n] [imgsz=640] [threads=1] [repeats=20] [device=cpu] [out=...]
-                                               params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory
+                     [formats=torchscript,onnx,openvino,ncnn|all]
+                                               params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory;
+                                               formats=: export matrix (status, decoded parity, size, latency)
   yolo-improve compare data=path/to/dataset [models=...] [epochs=100] [imgsz=640] [batch=16] [out=...] [any train arg]
                                                train each variant identically, validate, ablation table + plot
   yolo-improve demo [epochs=3] [imgsz=64]      compare on the bundled sample: YOLO11n and every shipped config
@@ -40,7 +42,7 @@ def _models(args: list[str]) -> None:
 
 
 BENCH_OPTS = dict(models="", scale="n", imgsz=640, batch=2, repeats=20, warmup=3, threads=1, device="", onnx=True,
-                  memory=True, data="", out="runs/yolo-improve/bench")
+                  memory=True, data="", out="runs/yolo-improve/bench", formats="")
 COMPARE_OPTS = dict(models="", data="", scale="n", epochs=100, imgsz=640, batch=16, seed=0, repeats=20, warmup=3,
                     threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True)
 DEMO_OPTS = dict(epochs=3, imgsz=64, batch=8, repeats=20, threads=1, out="runs/yolo-improve/demo", verbose=False)
@@ -93,9 +95,13 @@ def _bench(args: list[str]) -> None:
         raise SystemExit(f"yolo-improve bench: {e}") from None
     paths = result.write(out)
     print(f"{result.markdown()}\n\n{describe(result.meta)}")
+    if result.meta.get("formats"):
+        print(f"\nexport matrix:\n{result.export_markdown()}")
     for model, err in result.errors.items():
         print(f"WARNING {model}: {err}")
     print(f"\ntable: {paths['md']}  csv: {paths['csv']}  json: {paths['json']}\nplot:  {paths['png']}")
+    if "png_export" in paths:
+        print(f"export plot: {paths['png_export']}")
 
 
 def _compare(args: list[str], defaults: dict | None = None, data: str | None = None) -> None:

@@ -45,7 +45,9 @@ class GlobalResponseNorm32(GlobalResponseNorm):
 
     In float16 the sum of squares over a detection-sized map overflows (inf / inf = NaN): the NaN losses and empty
     fp16 / TensorRT detections users of ConvNeXt V2 detectors report. ``no_weight_decay`` keeps gamma and beta out
-    of weight decay, the ConvNeXt V2 authors' fix for fine-tuning.
+    of weight decay, the ConvNeXt V2 authors' fix for fine-tuning. The affine part is written ``b + w * (x * n)``
+    rather than timm's ``torch.addcmul``: the same sum, but NCNN's converter (PNNX) has no ``aten::addcmul`` and
+    fails the export.
     """
 
     no_weight_decay = True
@@ -54,7 +56,7 @@ class GlobalResponseNorm32(GlobalResponseNorm):
         g = torch.linalg.vector_norm(x.float(), dim=self.spatial_dim, keepdim=True)
         n = (g / (g.mean(dim=self.channel_dim, keepdim=True) + self.eps)).to(x.dtype)
         w, b = self.weight.view(self.wb_shape).to(x.dtype), self.bias.view(self.wb_shape).to(x.dtype)
-        return x + torch.addcmul(b, w, x * n)
+        return x + (b + w * (x * n))
 
 
 class TimmBackbone(nn.Module):

@@ -48,6 +48,18 @@ BENCH_TABLE = [
     ("train step MB", cell("train_mem_mb", ".0f", ratio=True)),
 ]
 
+# the export matrix: one row per (model, format), from the model rows' fmt_{format}_* columns (``export_rows``)
+EXPORT_TABLE = [
+    ("model", lambda r: r["model"]),
+    ("format", lambda r: r["format"]),
+    ("status", lambda r: r["status"] + (f": {r['reason']}" if r.get("reason") else "")),
+    ("box diff px", cell("box_diff", ".1e")),
+    ("score diff", cell("score_diff", ".1e")),
+    ("size MB", cell("mb", ".1f")),
+    ("latency ms", cell("lat_ms", ".1f", spread="lat_iqr_ms")),
+    ("vs PyTorch deploy", cell("vs_pytorch", ".2f")),
+]
+
 COMPARE_TABLE = [
     ("model", lambda r: r["model"]),
     ("mAP50", cell("map50", ".3f")),
@@ -63,6 +75,18 @@ def markdown(rows: list[dict], columns) -> str:
     lines = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r) for _, fmt in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def export_rows(rows: list[dict], formats: list[str]) -> list[dict]:
+    """The model rows' ``fmt_{f}_*`` columns as one row per (model, format), for ``EXPORT_TABLE`` and the plot."""
+    out = []
+    for r in rows:
+        for f in formats:
+            k = f"fmt_{f}_"
+            got = {c[len(k):]: v for c, v in r.items() if c.startswith(k)}
+            out.append({"model": r["model"], "format": f, "status": got.get("status", "-"), **got,
+                        "lat_ms": r.get(f"lat_fmt_{f}_ms"), "lat_iqr_ms": r.get(f"lat_fmt_{f}_iqr_ms")})
+    return out
 
 
 def describe(meta: dict) -> str:
@@ -185,8 +209,53 @@ def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
     return path
 
 
+def _export_latency(ax, rows: list[dict], formats: list[str]) -> None:
+    """Latency per runtime, one group of bars per model (PyTorch deploy form first); formats that did not run
+    are left out of their group."""
+    forms = [("PyTorch", "lat_deploy_ms", "lat_deploy_iqr_ms")] + [(f, f"lat_fmt_{f}_ms", f"lat_fmt_{f}_iqr_ms")
+                                                                    for f in formats]
+    w = 0.8 / len(forms)
+    for j, (f, key, iqr) in enumerate(forms):
+        xs = [(i + j * w, r[key], r.get(iqr)) for i, r in enumerate(rows) if _num(r.get(key))]
+        if xs:
+            ax.bar([x for x, _, _ in xs], [y for _, y, _ in xs], w, label=f, color=f"C{j}",
+                   yerr=[e / 2 if _num(e) else 0 for _, _, e in xs], capsize=2)
+    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(rows))], [r["model"] for r in rows], rotation=20, ha="right",
+                  fontsize=8)
+    ax.set(ylabel="latency, ms (batch 1, median; bar: IQR width)", title="deploy form per runtime")
+    ax.legend(fontsize=8)
+
+
 def write(result, out: Path, stem: str = "bench") -> dict[str, Path]:
-    """All outputs of a ``BenchResult``."""
+    """All outputs of a ``BenchResult``; with an export matrix (``meta['formats']``) its table follows the main one
+    in the markdown (the CSV/JSON rows carry its ``fmt_*`` columns) and its latency panel is a second plot."""
     paths = write_tables(result.rows, result.meta, out, stem, BENCH_TABLE, result.errors)
+    formats = result.meta.get("formats") or []
+    if formats:
+        text = f"\n\nexport matrix ({result.meta.get('export_parity')}):\n\n"
+        text += markdown(export_rows(result.rows, formats), EXPORT_TABLE) + "\n"
+        with paths["md"].open("a") as f:
+            f.write(text)
     paths["png"] = plot(result.rows, result.meta, out / f"{stem}.png", "yolo-improve bench")
+    if formats:
+        paths["png_export"] = plot_export(result.rows, result.meta, out / f"{stem}_export.png")
     return paths
+
+
+def plot_export(rows: list[dict], meta: dict, path: Path) -> Path:
+    """The export matrix's latencies: one group of bars per model, one bar per runtime."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(rows)), 5), dpi=120)
+    _export_latency(ax, rows, meta["formats"])
+    ax.grid(alpha=0.3, axis="y")
+    m = meta.get("machine", {})
+    fig.suptitle(f"yolo-improve export matrix: imgsz {meta.get('imgsz')}, {meta.get('threads')} thread(s), "
+                 f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..reparam import reparameterize
-from . import measure
+from . import export, measure
 
 # numbers that also get a ratio to the baseline (column + "_x")
 RATIO_KEYS = ("params_train", "params_deploy", "gflops_train", "gflops_deploy", "lat_train_ms", "lat_deploy_ms",
@@ -122,6 +122,12 @@ class BenchResult:
 
         return report.markdown(self.rows, report.BENCH_TABLE)
 
+    def export_markdown(self) -> str:
+        """The export matrix (``formats=``) as a markdown table, one row per model and format."""
+        from . import report
+
+        return report.markdown(report.export_rows(self.rows, self.meta.get("formats") or []), report.EXPORT_TABLE)
+
 
 def machine() -> dict:
     """What the numbers were measured on."""
@@ -147,7 +153,7 @@ def _ratios(rows: list[dict], baseline: str) -> None:
 def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, repeats: int = 20, warmup: int = 3,
           threads: int = 1, device: str | None = None, onnx: bool = True, memory: bool = True,
           baseline: str | None = None, seed: int = 0, nc: int | None = None,
-          onnx_dir: str | Path | None = None) -> BenchResult:
+          onnx_dir: str | Path | None = None, formats=None) -> BenchResult:
     """Measure ``models`` (default: stock YOLO11 and every shipped config at ``scale``) side by side.
 
     Per model: parameters and GFLOPs of the train form and of the deploy form (``reparameterize``); latency of one
@@ -158,20 +164,27 @@ def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, re
     ``torch.set_num_threads(threads)`` (restored afterwards). ``device`` (Ultralytics syntax: ``cpu``, ``0``) defaults
     to the first GPU when there is one; ONNX Runtime always runs on the CPU. ``nc`` sizes YAML models' heads for a
     dataset's number of classes (default: the YAML's, 80).
+
+    ``formats`` (``"torchscript,onnx,openvino,ncnn"``, a list, or ``all``) adds the export matrix
+    (``bench.export.matrix``): each deploy form exported by Ultralytics into each format and run by its
+    ``AutoBackend`` on the bundled sample's images: status, parity of the decoded boxes and scores with PyTorch,
+    size, and latency (timed in the same interleaved rounds; ratio to the same model's PyTorch deploy form).
     """
     from ultralytics.utils.torch_utils import select_device
 
     t0 = time.perf_counter()
     specs = resolve_models(models, scale)
+    formats = export.parse_formats(formats)
     baseline = baseline or next(iter(specs))
     prev_threads = torch.get_num_threads()
     dev = select_device("" if device is None else str(device), verbose=False)  # resets CPU threads: set ours after
     torch.set_num_threads(threads)
-    tmp = tempfile.TemporaryDirectory(prefix="yolo-improve-bench-") if onnx and onnx_dir is None else None
+    tmp = tempfile.TemporaryDirectory(prefix="yolo-improve-bench-") if (onnx or formats) and onnx_dir is None else None
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, imgsz, imgsz, generator=g)
     opts = dict(imgsz=imgsz, dev=dev, threads=threads, seed=seed, nc=nc, memory_batch=batch if memory else 0,
-                onnx_dir=Path(tmp.name if tmp else onnx_dir) if onnx else None, g=g)
+                work=Path(tmp.name if tmp else onnx_dir) if onnx or formats else None, onnx=onnx, g=g,
+                formats=formats, images=export.sample_images(imgsz) if formats else None)
     rows, fns, errors, mem_method = [], {}, {}, None
     try:
         for name, spec in specs.items():
@@ -183,27 +196,33 @@ def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, re
         torch.set_num_threads(prev_threads)
         if tmp:
             tmp.cleanup()
+    forms = ("train", "deploy", "onnx", *(f"fmt_{f}" for f in formats))
     for row in rows:
-        for form in ("train", "deploy", "onnx"):
+        for form in forms:
             s = lat.get((row["model"], form))
             row[f"lat_{form}_ms"] = s["median"] if s else math.nan
             row[f"lat_{form}_iqr_ms"] = s["iqr"] if s else math.nan
     _ratios(rows, baseline)
     for row in rows:  # latency ratios: paired round by round (measure.paired_ratio), robust to load bursts
-        for form in ("train", "deploy", "onnx"):
+        for form in forms:
             s, b = lat.get((row["model"], form)), lat.get((baseline, form))
             if s and b:
                 row[f"lat_{form}_ms_x"] = measure.paired_ratio(s["samples"], b["samples"])
+        for f in formats:  # each runtime against the same model's PyTorch deploy form, round by round
+            s, b = lat.get((row["model"], f"fmt_{f}")), lat.get((row["model"], "deploy"))
+            if s and b:
+                row[f"fmt_{f}_vs_pytorch"] = measure.paired_ratio(s["samples"], b["samples"])
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
             "threads": threads, "imgsz": imgsz, "latency_batch": 1, "memory_batch": batch if memory else None,
             "memory_method": mem_method, "repeats": repeats, "warmup": warmup, "baseline": baseline,
             "scale": scale, "nc": nc, "seed": seed, "onnx_runtime": _ort_version() if onnx else None,
+            "formats": formats, "export_parity": export.describe_parity() if formats else None,
             "wall_s": round(time.perf_counter() - t0, 1)}
     return BenchResult(rows, meta, errors)
 
 
-def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_batch, onnx_dir, g):
+def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_batch, work, onnx, g, formats, images):
     """One model: its row of sizes and checks, and the calls to time (train form, deploy form, ONNX Runtime)."""
     net, untrained = build(spec, seed, nc)
     net.to(dev)
@@ -221,9 +240,13 @@ def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_bat
     row.update(params_deploy=n_params(deploy), gflops_deploy=gflops(deploy, imgsz),
                bn_deploy=measure.count_batchnorm(deploy), reparam_max_diff=measure.max_abs_diff(ref, out))
     timed = {"train": lambda m=net: m(xd), "deploy": lambda m=deploy: m(xd)}
-    if onnx_dir is not None:
+    if formats:
+        got, more = export.matrix(name, deploy, formats, images, work / "export", threads, str(dev))
+        row.update(got)
+        timed.update(more)
+    if onnx:
         try:
-            sess = measure.onnx_session(measure.export_onnx(deploy, x, onnx_dir / f"{name}.onnx"), threads)
+            sess = measure.onnx_session(measure.export_onnx(deploy, x, work / f"{name}.onnx"), threads)
             feed = {sess.get_inputs()[0].name: x.numpy()}
             if dev.type != "cpu":  # compare with fp32 CPU math (CUDA convs may use TF32), as ONNX Runtime runs there
                 with torch.no_grad():
