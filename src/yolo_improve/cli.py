@@ -21,7 +21,9 @@ USAGE = """usage: yolo-improve MODE key=value ...
                                                params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory;
                                                formats=: export matrix (status, decoded parity, size, latency)
   yolo-improve compare data=path/to/dataset [models=...] [epochs=100] [imgsz=640] [batch=16] [out=...] [any train arg]
-                                               train each variant identically, validate, ablation table + plot
+                     [engine=ray [address=auto] [num_gpus=1] [num_cpus=1]]
+                                               train each variant identically, validate, ablation table + plot;
+                                               engine=ray: each variant a Ray task (pip install "yolo-improve[ray]")
   yolo-improve demo [epochs=3] [imgsz=64]      compare on the bundled sample: YOLO11n and every shipped config
   yolo-improve val|predict|export|... key=value   any Ultralytics mode, arguments as for `yolo`
 
@@ -44,7 +46,8 @@ def _models(args: list[str]) -> None:
 BENCH_OPTS = dict(models="", scale="n", imgsz=640, batch=2, repeats=20, warmup=3, threads=1, device="", onnx=True,
                   memory=True, data="", out="runs/yolo-improve/bench", formats="")
 COMPARE_OPTS = dict(models="", data="", scale="n", epochs=100, imgsz=640, batch=16, seed=0, repeats=20, warmup=3,
-                    threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True)
+                    threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True, engine="local",
+                    address="", num_cpus=1.0, num_gpus=-1.0)
 DEMO_OPTS = dict(epochs=3, imgsz=64, batch=8, repeats=20, threads=1, out="runs/yolo-improve/demo", verbose=False)
 
 
@@ -119,6 +122,8 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
     o = _options("demo" if defaults else "compare", args, defaults or COMPARE_OPTS, frozenset(DEFAULT_CFG_DICT) - fixed)
     if data is not None:
         o["data"] = data
+    if o.get("num_gpus", 0) < 0:  # not given: Ray's tasks ask for one GPU each when the cluster has GPUs
+        o["num_gpus"] = None
     if not o.get("data"):
         raise SystemExit("yolo-improve compare: data= is required: a dataset folder, a data.yaml, or data=sample")
     log = logging.getLogger("yolo_improve")
@@ -130,7 +135,7 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
         LOGGER.setLevel(logging.WARNING)  # Ultralytics' per-epoch logs and progress bars
     try:
         result = compare(o.pop("data"), o.pop("models", None), **o)
-    except (DatasetLayoutError, CompareError, FileNotFoundError) as e:
+    except (DatasetLayoutError, CompareError, FileNotFoundError, ImportError, ValueError) as e:
         raise SystemExit(f"yolo-improve {'demo' if defaults else 'compare'}: {e}") from None
     finally:
         LOGGER.setLevel(level)

@@ -140,16 +140,31 @@ def validate(run: Path, settings: dict, train_args: dict) -> dict:
     return got
 
 
+def variant(model: str, run: Path, settings: dict, train_args: dict) -> tuple[str, dict]:
+    """One variant's whole job, the unit an engine runs: train (or resume, or skip) it, then validate best.pt."""
+    return train_one(model, run, settings, train_args), validate(run, settings, train_args)
+
+
 def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-improve/compare", scale: str = "n",
             epochs: int = 100, imgsz: int = 640, batch: int = 16, seed: int = 0, repeats: int = 20, warmup: int = 3,
-            threads: int = 1, device: str | None = None, workers: int = 0, **train_args) -> CompareResult:
+            threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
+            address: str | None = None, num_cpus: float = 1, num_gpus: float | None = None,
+            **train_args) -> CompareResult:
     """Train ``models`` (default: stock YOLO11 and every shipped config at ``scale``) on ``data`` with identical
     settings, validate each, measure the deploy form of each best.pt (``bench``) and write table and plot to ``out``.
 
     ``data``: ``sample`` (the bundled sample), a data.yaml, or a dataset folder (``datasets.resolve_data``). Training
     defaults are Ultralytics' (100 epochs, imgsz 640, batch 16); extra keyword arguments go to every ``YOLO.train``
     call (e.g. ``lr0``, ``optimizer``), ``plots`` defaults to False. The first model is the baseline of the ratios.
+
+    ``engine="ray"`` trains the variants as Ray tasks (``engines.ray_map``), each asking for ``num_cpus`` CPUs and
+    ``num_gpus`` GPUs, on the cluster at ``address`` (or a local Ray); the run folders, the skip/resume/refuse rules
+    and the table are the same as with ``engine="local"``. Settings of existing run folders are checked before any
+    task starts.
     """
+    from .engines import check_engine
+
+    check_engine(engine, address)
     from .data import sample_data
     from .datasets import resolve_data
 
@@ -162,12 +177,20 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     if device is not None:
         train_args["device"] = device
     runs, val = {}, {}
-    for i, (name, spec) in enumerate(specs.items(), 1):
+    if engine == "ray":
+        from .engines import ray_map
+
+        for name in specs:  # refuse a mismatched run folder before any GPU time is spent
+            if run_state(out / name, epochs) != "new":
+                _check_settings(out / name, settings)
+        done = ray_map(variant, {n: (s, out / n, settings, train_args) for n, s in specs.items()}, address=address,
+                       num_cpus=num_cpus, num_gpus=num_gpus)
+        runs, val = {n: r[0] for n, r in done.items()}, {n: r[1] for n, r in done.items()}
+    for i, (name, spec) in enumerate(specs.items() if engine == "local" else (), 1):
         run, t = out / name, time.perf_counter()
         doing = {"new": "training", "partial": "resuming the interrupted run", "done": "finished run found"}
         LOG.info(f"[{i}/{len(specs)}] {name}: {doing[run_state(run, epochs)]} in {run}")
-        runs[name] = train_one(spec, run, settings, train_args)
-        val[name] = validate(run, settings, train_args)
+        runs[name], val[name] = variant(spec, run, settings, train_args)
         LOG.info(f"[{i}/{len(specs)}] {name}: {runs[name]} in {time.perf_counter() - t:.0f} s, "
                  f"mAP50-95 {val[name]['map']:.3f}")
     LOG.info(f"measuring the deploy form of {len(specs)} best.pt ({repeats} runs each)")
@@ -179,7 +202,8 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
         rows.append({"model": n, "map50": val[n]["map50"], "map": val[n]["map"], "epoch_s": epoch_seconds(out / n),
                      "epochs": epochs_done(out / n), "run": runs[n], **{k: v for k, v in r.items() if k != "model"}})
     meta = {**measured.meta, "data": data_yaml, "epochs": epochs, "train_imgsz": imgsz, "batch": batch, "seed": seed,
-            "deterministic": True, "train_args": train_args, "wall_s": round(time.perf_counter() - t0, 1)}
+            "deterministic": True, "train_args": train_args, "engine": engine,
+            "wall_s": round(time.perf_counter() - t0, 1)}
     paths = report.write_tables(rows, meta, out, "table", report.COMPARE_TABLE,
                                 title=f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}")
     paths["png"] = report.plot(rows, meta, out / "plot.png", "yolo-improve compare")

@@ -1,0 +1,92 @@
+"""``compare engine=ray`` on a local Ray instance (CPU only, no network, one ``ray.init`` for the module): the same
+table as the local engine for two tiny variants, a killed Ray compare resumes like a local one, and clear errors
+without Ray or with a wrong engine."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from yolo_improve.compare import CompareError, compare, epochs_done
+
+ray = pytest.importorskip("ray", reason='compare engine=ray needs the ray extra: pip install "yolo-improve[ray]"')
+
+FAST = dict(imgsz=32, batch=8, repeats=3, warmup=1, threads=1, device="cpu")
+MODELS = ["baseline", "convnextv2"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray with 2 CPUs; started once, as its start-up takes seconds."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def _losses(run: Path) -> list[list[str]]:
+    with (run / "results.csv").open() as f:
+        return [[v for k, v in r.items() if "loss" in k or "metrics" in k] for r in csv.DictReader(f)]
+
+
+def test_ray_gives_the_local_table(cluster, sample, tmp_path):
+    local = compare(str(sample), MODELS, out=tmp_path / "local", epochs=1, **FAST)
+    remote = compare(str(sample), MODELS, out=tmp_path / "ray", epochs=1, engine="ray", num_cpus=1, **FAST)
+    assert remote.runs == local.runs == {"yolo11n": "trained", "yolo11n-convnextv2": "trained"}
+    assert remote.meta["engine"] == "ray" and local.meta["engine"] == "local"
+    for a, b in zip(local.rows, remote.rows):
+        assert a["model"] == b["model"]
+        assert (a["map50"], a["map"], a["params_deploy"], a["epochs"]) == (b["map50"], b["map"], b["params_deploy"],
+                                                                           b["epochs"])
+        # same seeds, deterministic: the training itself, not only the final mAP, is the same
+        losses = _losses(tmp_path / "local" / a["model"])
+        assert losses and losses[0] and losses == _losses(tmp_path / "ray" / a["model"])
+    # a second call finds the finished runs, as locally; other settings in the folder are refused before any task
+    again = compare(str(sample), MODELS, out=tmp_path / "ray", epochs=1, engine="ray", **FAST)
+    assert again.runs == {"yolo11n": "skipped", "yolo11n-convnextv2": "skipped"}
+    with pytest.raises(CompareError, match="imgsz=32 there, 64 now"):
+        compare(str(sample), MODELS, out=tmp_path / "ray", epochs=1, engine="ray", **{**FAST, "imgsz": 64})
+
+
+def test_killed_ray_compare_resumes(cluster, sample, tmp_path):
+    """A Ray compare (its own driver process, on the module's cluster via address=) killed after epoch 1 of 2
+    leaves weights/last.pt; the next Ray compare resumes the run instead of retraining it."""
+    run = tmp_path / "yolo11n"
+    code = (f"from yolo_improve.compare import compare; compare({str(sample)!r}, ['baseline'], out={str(tmp_path)!r}, "
+            f"epochs=2, engine='ray', address={cluster!r}, num_cpus=1, **{FAST!r})")
+    p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        t = time.time()
+        while not ((run / "weights" / "last.pt").is_file() and epochs_done(run) == 1):
+            assert p.poll() is None, "the driver ended before its first epoch"
+            assert time.time() - t < 240, "no first epoch within 4 minutes"
+            time.sleep(0.2)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)  # the driver dies: Ray kills its job's task
+        p.wait()
+    time.sleep(3)
+    assert epochs_done(run) == 1, "the killed job's task must not go on training"
+    epoch1 = (run / "results.csv").read_text().splitlines()[1]
+    result = compare(str(sample), ["baseline"], out=tmp_path, epochs=2, engine="ray", **FAST)
+    assert result.runs == {"yolo11n": "resumed"}
+    lines = (run / "results.csv").read_text().splitlines()
+    assert epochs_done(run) == 2 and lines[1] == epoch1 and lines[2].startswith("2,"), "continued, not retrained"
+
+
+def test_engine_errors(sample, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown engine 'spark'"):
+        compare(str(sample), ["baseline"], out=tmp_path, epochs=1, engine="spark", **FAST)
+    with pytest.raises(ValueError, match="address= .* needs engine=ray"):
+        compare(str(sample), ["baseline"], out=tmp_path, epochs=1, address="auto", **FAST)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ImportError, match=r'pip install "yolo-improve\[ray\]"'):
+        compare(str(sample), ["baseline"], out=tmp_path, epochs=1, engine="ray", **FAST)
+    assert not any(tmp_path.iterdir()), "nothing trained"
