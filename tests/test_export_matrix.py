@@ -67,3 +67,19 @@ def test_unknown_format_is_named():
     assert export.parse_formats("onnx,onnx") == ["onnx"]
     if not torch.cuda.is_available():
         assert export.missing("engine") == "TensorRT needs a CUDA GPU"
+
+
+def test_ultralytics_benchmark_runs_our_checkpoint(sample, tmp_path, monkeypatch):
+    """Ultralytics' own ``yolo benchmark`` (export, predict, val) on a YOLO11n-AKConv checkpoint; the data must be
+    given (data=sample with our CLI): its default, coco8.yaml, is a download."""
+    from ultralytics.utils.benchmarks import benchmark
+
+    from yolo_improve.bench.runner import build
+
+    monkeypatch.chdir(tmp_path)  # the benchmark writes its log into the working directory
+    net, _ = build("yolo11n-akconv.yaml")
+    ckpt = export.save_checkpoint(net, tmp_path / "akconv.pt")
+    df = benchmark(model=str(ckpt), data=str(sample), imgsz=32, device="cpu", format="onnx", verbose=False)
+    rows = df.to_dicts() if hasattr(df, "to_dicts") else df.to_dict("records")
+    assert [r["Format"] for r in rows] == ["ONNX"] and "✅" in rows[0]["Status❔"], rows  # exported, predicted, val
+    assert float(rows[0]["Size (MB)"]) > 1 and float(rows[0]["Inference time (ms/im)"]) > 0
