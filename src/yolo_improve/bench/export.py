@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-# what ``bench formats=...`` accepts: Ultralytics' format names whose runtime works on a CPU-only machine
+# what ``bench formats=...`` accepts (Ultralytics' format names): four CPU runtimes, and TensorRT on a CUDA GPU
 FORMATS = ("torchscript", "onnx", "openvino", "ncnn", "engine")
 # parity within which an export counts as equal to PyTorch: boxes in pixels, scores as probabilities (fp32 runtimes
 # differ by ~1e-4 px and ~1e-8 here; a wrong op gives pixels and tenths)
