@@ -35,6 +35,8 @@ def _models(args: list[str]) -> None:
     from . import registry
     from .integrations.ultralytics import CFG_DIR
 
+    _kv("models", args, [])  # takes no arguments: refuse any rather than ignore it
+
     print(f"{'module':<22}{'kind':<10}{'YAML args':<28}about")
     for e in registry.REGISTRY.values():
         print(f"{e.name:<22}{e.kind:<10}{e.args:<28}{e.summary}")
@@ -182,8 +184,8 @@ def _kv(mode: str, args: list[str], keys: list[str], also: set[str] = frozenset(
     for a in args:
         key, sep, value = a.partition("=")
         if not sep or (key not in keys and key not in also):
-            raise SystemExit(f"yolo-improve {mode}: unknown argument '{a}'; this mode takes "
-                             f"{', '.join(f'{k}=...' for k in keys)}{hint}")
+            takes = f"takes {', '.join(f'{k}=...' for k in keys)}{hint}" if keys or hint else "takes no arguments"
+            raise SystemExit(f"yolo-improve {mode}: unknown argument '{a}'; this mode {takes}")
         out[key] = value
     return out
 
@@ -215,19 +217,62 @@ MODES = {"models": _models, "demo": _demo, "reparam": _reparam, "bench": _bench,
          "transfer": _transfer}  # each takes the key=value args after the mode
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a user's mistake (a bad path, dataset, YAML row, checkpoint, model name, compare
+    folder) with a message that names it: the CLI prints them as one line, the Python API raises them as they are."""
+    from .compare import CompareError
+    from .integrations.ultralytics import CheckpointError, ModelYAMLError
+
+    return FileNotFoundError, ValueError, CompareError, CheckpointError, ModelYAMLError
+
+
+def _check_mode(word: str) -> None:
+    """An unknown first word gets our modes and Ultralytics' listed (Ultralytics' own message knows only its own)."""
+    from ultralytics.cfg import MODES as STOCK_MODES
+    from ultralytics.cfg import TASKS
+
+    special = {"checks", "version", "settings", "cfg", "login", "logout", "copy-cfg", "solutions", "help", "hub"}
+    bare = word.lstrip("-")
+    if "=" in word or word in STOCK_MODES or word in TASKS or bare in special or bare.rstrip("s") in special:
+        return
+    raise SystemExit(f"yolo-improve: unknown mode '{word}'. yolo-improve modes: {', '.join(MODES)}; Ultralytics "
+                     f"modes: {', '.join(sorted(STOCK_MODES))} (see yolo-improve help)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("help", "-h", "--help"):
         print(USAGE)
         return 0
-    if argv[0] in MODES:
-        return MODES[argv[0]](argv[1:]) or 0
-    from ultralytics.cfg import entrypoint
+    if argv[0] in ("-v", "--version", "version"):
+        import ultralytics
 
+        from . import __version__
+
+        print(f"yolo-improve {__version__} (ultralytics {ultralytics.__version__})")
+        return 0
+    mode = argv[0]
     import yolo_improve  # noqa: F401  (installs the integration before Ultralytics parses anything)
 
-    sys.argv[:] = ["yolo", *_rewrite(argv)]  # Ultralytics reads the argv list object it captured at import
-    entrypoint()
+    from ultralytics.cfg import entrypoint
+
+    from .datasets import DatasetLayoutError
+    from .integrations.ultralytics import CheckpointError, ModelYAMLError
+
+    try:
+        if mode in MODES:
+            return MODES[mode](argv[1:]) or 0
+        _check_mode(mode)
+        args = _rewrite(argv)
+    except _user_errors() as e:
+        print(f"yolo-improve {mode}: {e}", file=sys.stderr)
+        return 1
+    sys.argv[:] = ["yolo", *args]  # Ultralytics reads the argv list object it captured at import
+    try:
+        entrypoint()
+    except (DatasetLayoutError, ModelYAMLError, CheckpointError) as e:  # ours, raised inside Ultralytics' run
+        print(f"yolo-improve {mode}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

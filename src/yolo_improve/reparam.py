@@ -46,6 +46,8 @@ def save_deploy(weights, out=None):
     from ultralytics import YOLO
 
     weights = Path(weights)
+    if not weights.is_file():  # before YOLO(), which would try to download a missing official name
+        raise FileNotFoundError(f"checkpoint {weights} does not exist")
     out = Path(out) if out else weights.with_name(f"{weights.stem}-deploy{weights.suffix}")
     if out.resolve() == weights.resolve():
         raise ValueError(f"refusing to overwrite the training checkpoint {weights}; choose another output path")
