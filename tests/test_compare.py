@@ -83,3 +83,27 @@ def test_interrupted_run_resumes(sample, tmp_path):
     lines = (run / "results.csv").read_text().splitlines()
     assert lines[1] == epoch1 and lines[2].startswith("2,"), "continued from epoch 2, not retrained"
     assert result.rows[0]["epochs"] == 2
+
+
+def test_case2_other_training_arguments_are_refused(first, sample):
+    """Issue 10 case 2: any argument that changes training (not only data/epochs/imgsz/batch/seed) is compared with
+    the run's args.yaml; before, lr0=0.5 optimizer=SGD reran as 'skipped' and table.json claimed the new values."""
+    _, out = first
+    with pytest.raises(CompareError, match=r"lr0=0\.01 there, 0\.5 now.*optimizer='auto' there, 'SGD' now"):
+        compare(str(sample), ["baseline"], out=out, epochs=1, lr0=0.5, optimizer="SGD", **FAST)
+    with pytest.raises(CompareError, match="mosaic=1.0 there, 0.0 now"):
+        compare(str(sample), ["baseline"], out=out, epochs=1, mosaic=0.0, **FAST)
+
+
+def test_case2_data_is_compared_as_the_resolved_file(first, sample, tmp_path, monkeypatch):
+    """The same file spelt relatively reuses the runs; the same relative string naming another file is refused."""
+    _, out = first
+    monkeypatch.chdir(sample.parent)
+    again = compare(sample.name, ["baseline"], out=out, epochs=1, **FAST)
+    assert again.runs == {"yolo11n": "skipped"}
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / sample.name).write_text(sample.read_text())  # same name and text, but its paths point elsewhere
+    monkeypatch.chdir(other)
+    with pytest.raises(CompareError, match="data="):
+        compare(sample.name, ["baseline"], out=out, epochs=1, **FAST)

@@ -6,7 +6,13 @@ must survive a crash: each variant trains into its own run folder ``out/<model>`
 
 - skips a finished run (``results.csv`` has every epoch and ``weights/best.pt`` exists),
 - resumes an interrupted one (``weights/last.pt`` exists) with Ultralytics' own ``resume=True``,
-- refuses a run folder trained with other settings, rather than silently mixing two ablations.
+- refuses a run folder trained with other settings, rather than silently mixing two ablations: every argument of
+  the new call that changes training (data, epochs, imgsz, batch, seed, lr0, optimizer, augmentation, ...; all of
+  Ultralytics' train arguments except those in ``NOT_TRAINING``) must equal the run's ``args.yaml``, the data compared
+  as the resolved file.
+
+Only one ``compare`` may write to an output folder at a time: it holds a lock on ``out/.lock`` (the second call
+refuses, naming the process that holds it) so that two calls never train the same run at once.
 
 Validation results are cached next to the run (``yolo_improve_val.json``, keyed by best.pt's mtime), so a second
 call only re-measures latency. Outputs: ``out/table.{md,csv,json}`` and ``out/plot.png``.
@@ -14,9 +20,11 @@ call only re-measures latency. Outputs: ``out/table.{md,csv,json}`` and ``out/pl
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +34,10 @@ import yaml
 from .bench import report
 from .bench.runner import bench, resolve_models
 
-# settings that must match between the runs of one comparison (and between a run folder and a new call)
-SAME = ("data", "epochs", "imgsz", "batch", "seed")
+# Ultralytics arguments that do not change the trained weights (where results go, logging, hardware, caching), or
+# that Ultralytics rewrites itself (device, workers, name, save_dir); every other argument must match a run folder's
+NOT_TRAINING = frozenset({"model", "data", "project", "name", "exist_ok", "save_dir", "resume", "device", "workers",
+                          "verbose", "plots", "save", "save_period", "save_json", "cache", "mode", "augmentations"})
 VAL_CACHE = "yolo_improve_val.json"
 LOG = logging.getLogger("yolo_improve")
 
@@ -92,16 +102,69 @@ def epoch_seconds(run: Path) -> float:
     return sum(d) / len(d) if d else float("nan")
 
 
-def _check_settings(run: Path, settings: dict) -> None:
+def _same(a, b) -> bool:
+    """Equal as YAML round-trips them (``0.5`` vs ``'0.5'`` from the CLI, ``1`` vs ``1.0``)."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _same_data(old, new: str) -> bool:
+    """The same data file: compared as resolved absolute paths (compare records absolute ones; a relative path
+    recorded by an older version could mean any folder, so it never matches)."""
+    return isinstance(old, str) and Path(old).is_absolute() and Path(old).resolve() == Path(new).resolve()
+
+
+def training_args(settings: dict, train_args: dict) -> dict:
+    """The full Ultralytics configuration a new ``compare`` run trains with (defaults plus this call's arguments)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return {**DEFAULT_CFG_DICT, **settings, **train_args, "deterministic": True}
+
+
+def _check_settings(run: Path, settings: dict, train_args: dict) -> None:
+    """Refuse a run folder whose ``args.yaml`` differs from this call in any argument that changes training."""
     args = run / "args.yaml"
     if not args.is_file():
         return
     old = yaml.safe_load(args.read_text()) or {}
-    diff = {k: (old.get(k), v) for k, v in settings.items() if k in old and str(old.get(k)) != str(v)}
+    new = training_args(settings, train_args)
+    diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in NOT_TRAINING and not _same(old[k], v)}
+    if not _same_data(old.get("data"), settings["data"]):
+        diff["data"] = (old.get("data"), settings["data"])
     if diff:
-        what = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items())
+        what = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in sorted(diff.items()))
         raise CompareError(f"run folder {run} was trained with other settings ({what}). Use another out= folder "
                            f"or delete {run} to retrain it.")
+
+
+@contextlib.contextmanager
+def locked(out: Path):
+    """Hold ``out/.lock`` for one compare call; a second call on the same folder refuses, naming the holder's pid
+    (written to ``out/.lock.owner``: filelock truncates the lock file itself on every open)."""
+    from filelock import FileLock, Timeout
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock, owner = FileLock(out / ".lock"), out / ".lock.owner"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = owner.read_text().strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise CompareError(f"another compare (pid {holder}) is writing to {out}; wait for it to finish or use "
+                           "another out= folder") from None
+    try:
+        owner.write_text(str(os.getpid()))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()
 
 
 def train_one(model: str, run: Path, settings: dict, train_args: dict) -> str:
@@ -110,7 +173,7 @@ def train_one(model: str, run: Path, settings: dict, train_args: dict) -> str:
 
     state = run_state(run, settings["epochs"])
     if state != "new":
-        _check_settings(run, settings)
+        _check_settings(run, settings, train_args)
     if state == "done":
         return "skipped"
     if state == "partial":
@@ -170,8 +233,15 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
 
     t0 = time.perf_counter()
     specs = resolve_models(models, scale)
-    data_yaml = str(sample_data() if str(data) == "sample" else resolve_data(data))
+    data_yaml = str(Path(sample_data() if str(data) == "sample" else resolve_data(data)).resolve())
     out = Path(out).resolve()
+    with locked(out):
+        return _compare(data_yaml, specs, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed,
+                        repeats=repeats, warmup=warmup, threads=threads, device=device, workers=workers, **train_args)
+
+
+def _compare(data_yaml: str, specs: dict, out: Path, t0: float, *, epochs, imgsz, batch, seed, repeats, warmup,
+             threads, device, workers, **train_args) -> CompareResult:
     settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed}
     train_args = {"workers": workers, "plots": False, **train_args}
     if device is not None:

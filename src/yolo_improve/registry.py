@@ -11,6 +11,7 @@ Two kinds of YAML rows exist:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -50,15 +51,23 @@ def register(entry: Module) -> Module:
     return entry
 
 
-def _variant(family: Callable, variant: str, c1: int, multiplier: float | None = None, *, width: float = 1.0):
-    """Build one variant of a backbone family; an explicit YAML multiplier wins over the scale's default."""
+# An explicit multiplier above this is a typo ([100] for [1.00]), refused before anything is built: the largest
+# Ultralytics scale width is 1.5, and even capped at max_channels a 100x backbone grows past tens of GB.
+MAX_MULTIPLIER = 4.0
+
+
+def _variant(family: Callable, variant: str, c1: int, multiplier: float | None = None, *, width: float = 1.0,
+             max_channels: float = math.inf):
+    """Build one variant of a backbone family; an explicit YAML multiplier wins over the scale's default, and the
+    stage widths obey the scale's ``max_channels`` as stock rows do (``backbones.scale_widths``)."""
     if multiplier is not None and (isinstance(multiplier, bool) or not isinstance(multiplier, (int, float))
-                                   or multiplier <= 0):
-        raise ValueError(f"channel multiplier must be a positive number, got {multiplier!r}")
-    return family(variant, c1, width if multiplier is None else float(multiplier))
+                                   or not 0 < multiplier <= MAX_MULTIPLIER):
+        raise ValueError(f"channel multiplier must be a number in (0, {MAX_MULTIPLIER:g}] (1.0 = the paper's widths), "
+                         f"got {multiplier!r}")
+    return family(variant, c1, width if multiplier is None else float(multiplier), max_channels)
 
 
-def _timm(c1: int, model_name: str, *, width: float = 1.0):
+def _timm(c1: int, model_name: str, *, width: float = 1.0, max_channels: float = math.inf):
     if not isinstance(model_name, str):
         raise ValueError(f"TimmBackbone takes a timm model name, got {model_name!r}")
     return timm_backbones.TimmBackbone(model_name, c1)

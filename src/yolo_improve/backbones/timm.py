@@ -7,6 +7,8 @@ same stage outputs the papers use for detection) instead of rewriting them.
 
 from __future__ import annotations
 
+import math
+
 import timm
 import torch
 from timm.layers.grn import GlobalResponseNorm
@@ -95,13 +97,13 @@ class TimmBackbone(nn.Module):
         reparameterize_model(self.body, inplace=True)
 
 
-def repvit(variant: str, c1: int = 3, width: float = 1.0) -> TimmBackbone:
-    """RepViT variant ``repvit_<variant>`` with its stage widths scaled by ``width``."""
+def repvit(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf) -> TimmBackbone:
+    """RepViT variant ``repvit_<variant>`` with its stage widths scaled by ``width`` (``scale_widths``)."""
     dims, depth = REPVIT[variant]
-    return TimmBackbone("repvit_m0_9", c1, embed_dim=scale_widths(dims, width), depth=depth)
+    return TimmBackbone("repvit_m0_9", c1, embed_dim=scale_widths(dims, width, max_channels), depth=depth)
 
 
-def convnextv2(variant: str, c1: int = 3, width: float = 1.0) -> TimmBackbone:
-    """ConvNeXt V2 variant ``convnextv2_<variant>`` with its stage widths scaled by ``width``."""
+def convnextv2(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf) -> TimmBackbone:
+    """ConvNeXt V2 variant ``convnextv2_<variant>`` with its stage widths scaled by ``width`` (``scale_widths``)."""
     dims, depths = CONVNEXTV2[variant]
-    return TimmBackbone(f"convnextv2_{variant}", c1, dims=scale_widths(dims, width), depths=depths)
+    return TimmBackbone(f"convnextv2_{variant}", c1, dims=scale_widths(dims, width, max_channels), depths=depths)

@@ -18,6 +18,8 @@ strides 4/8/16/32, each with its own LayerNorm (the paper's dense-prediction for
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
@@ -264,7 +266,8 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def unireplknet(variant: str, c1: int = 3, width: float = 1.0) -> UniRepLKNet:
-    """UniRepLKNet variant ``unireplknet_<variant>`` with its stage widths scaled by ``width``."""
+def unireplknet(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf) -> UniRepLKNet:
+    """UniRepLKNet variant ``unireplknet_<variant>`` with its stage widths scaled by ``width`` (``scale_widths``)."""
     cfg = VARIANTS[variant]
-    return UniRepLKNet(cfg["depths"], scale_widths(cfg["dims"], width), cfg["kernel_sizes"], in_chans=c1)
+    dims = scale_widths(cfg["dims"], width, max_channels)
+    return UniRepLKNet(cfg["depths"], dims, cfg["kernel_sizes"], in_chans=c1)

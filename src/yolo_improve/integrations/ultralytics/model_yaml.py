@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 from pathlib import Path
 
 import torch
@@ -76,6 +77,16 @@ def _scale_width(d: dict) -> float:
     return registry.SCALE_WIDTH.get(scale, float(scales[scale][1]) if scale in scales else 1.0)
 
 
+def _max_channels(d: dict) -> float:
+    """The scale's ``max_channels`` (the third scale value), as the stock parser reads it; unbounded without scales."""
+    scales = d.get("scales")
+    if not scales:
+        return math.inf
+    scale = d.get("scale") or next(iter(scales))
+    row = scales.get(scale) or []
+    return float(row[2]) if len(row) > 2 else math.inf
+
+
 def _stock_failure(exc: BaseException) -> int | None:
     """The layer index the stock parser was building when it raised (read from its frame), if any."""
     tb, layer = exc.__traceback__, None
@@ -127,7 +138,7 @@ def parse_model(d, ch, verbose=True):
             origin.append(row)
         else:
             try:
-                backbone = entry.build(ch, *row[3], width=_scale_width(d))
+                backbone = entry.build(ch, *row[3], width=_scale_width(d), max_channels=_max_channels(d))
                 _check_backbone(backbone, ch)
             except ModelYAMLError:
                 raise
