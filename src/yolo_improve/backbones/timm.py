@@ -66,8 +66,16 @@ class TimmBackbone(nn.Module):
 
     def __init__(self, model_name: str, c1: int = 3, **kwargs):
         super().__init__()
+        if not isinstance(model_name, str) or not timm.is_model(model_name):
+            # only architectures registered in the installed timm: a hub name ('hf-hub:...') would fetch its config
+            raise ValueError(f"'{model_name}' is not a timm architecture name (see timm.list_models())")
         self.model_name = model_name
         self.body = timm.create_model(model_name, features_only=True, pretrained=False, in_chans=c1, **kwargs)
+        cfg = getattr(self.body, "pretrained_cfg", None) or {}
+        if cfg.get("fixed_input_size"):
+            raise ValueError(f"timm model '{model_name}' needs a fixed image size {tuple(cfg['input_size'][1:])}; YOLO "
+                             "trains and predicts at any multiple of 32 (imgsz, rectangular batches), so use a model "
+                             "without a fixed input size (e.g. a convnet)")
         for m in self.body.modules():
             if type(m) is GlobalResponseNorm:
                 m.__class__ = GlobalResponseNorm32  # same parameters, fp16-safe forward

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import check_int
 from ._fuse import fuse_bn
 
 __all__ = ["AKConv", "initial_shape", "thop_count"]
@@ -132,6 +133,8 @@ class AKConv(nn.Module):
 
     def __init__(self, c1: int, c2: int, num_param: int = 5, s: int = 1, *, offset_lr_scale: float = 0.1):
         super().__init__()
+        for name, v in (("c1", c1), ("c2", c2), ("num_param", num_param), ("s", s)):
+            check_int("AKConv", name, v)
         self.c1, self.c2, self.num_param, self.stride = c1, c2, num_param, s
         self.export = False
         # sampling weight, stored as a (1, N) conv kernel: tap n combines the n-th sample of every channel

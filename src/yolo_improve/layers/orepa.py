@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import check_int
 from ._fuse import fuse_bn, identity_kernel
 
 __all__ = ["OREPA", "frequency_prior", "load_official_state_dict", "thop_count"]
@@ -108,6 +109,10 @@ class OREPA(nn.Module):
             if len(set(k)) != 1:
                 raise ValueError(f"OREPA needs a square kernel, got {k}")
             k = k[0]
+        for name, v in (("c1", c1), ("c2", c2), ("k", k), ("s", s), ("g", g), ("d", d)):
+            check_int("OREPA", name, v)
+        if p is not None:
+            check_int("OREPA", "p", p, minimum=0)
         if k % 2 == 0 or c1 % g or c2 % g:
             raise ValueError(f"OREPA needs an odd k and channels divisible by groups: k={k}, c1={c1}, c2={c2}, g={g}")
         self.in_channels, self.out_channels, self.kernel_size = c1, c2, k

@@ -25,6 +25,11 @@ def torch_safe_load(weight, *args, **kwargs):
         _check_classes_exist(path)
     try:
         ckpt, file = _STOCK["torch_safe_load"](weight, *args, **kwargs)
+    except TypeError as e:  # Ultralytics' wording for a refused global; say which constructor call was refused
+        if _REFUSED not in str(e.__cause__):
+            raise
+        call = str(e.__cause__).split(_REFUSED)[1].split("\n")[0]
+        raise CheckpointError(f"{weight} is refused under safe loading: it {_REFUSED}{call}") from e
     except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
                               f"({type(e).__name__}: {e})") from e
@@ -77,7 +82,8 @@ SAFE_PREFIXES = ("yolo_improve.", "timm.")
 
 def _allow(name: str) -> None:
     """Allow-list one global named in a checkpoint: only module classes, enums and timm's FeatureInfo from our
-    package or timm qualify (unpickling those runs no code of the checkpoint's choosing)."""
+    package or timm qualify. Classes other than enums are allow-listed through ``_NoCall``, so the checkpoint can
+    rebuild instances (as every real pickle does) but never call their constructors with arguments of its choosing."""
     module, _, attr = name.rpartition(".")
     if not module.startswith(SAFE_PREFIXES):
         return
@@ -85,8 +91,47 @@ def _allow(name: str) -> None:
         obj = getattr(importlib.import_module(module), attr, None)
     except ImportError:
         return
-    if isinstance(obj, type) and (issubclass(obj, (nn.Module, enum.Enum)) or obj.__qualname__ == "FeatureInfo"):
-        torch.serialization.add_safe_globals([obj])
+    if isinstance(obj, type) and issubclass(obj, enum.Enum):
+        torch.serialization.add_safe_globals([obj])  # Enum(value) looks a member up; it builds nothing
+    elif isinstance(obj, type) and (issubclass(obj, nn.Module) or obj.__qualname__ == "FeatureInfo"):
+        remove = getattr(torch._weights_only_unpickler, "_remove_safe_globals", None)
+        if remove is not None:
+            remove([obj])  # a plain entry under the same name would let GLOBAL push the callable class
+        torch.serialization.add_safe_globals([(_NoCall.of(obj), name), (obj, _BUILD_ONLY + name)])
+
+
+# A name no GLOBAL opcode can spell (it reads module and name up to a newline): the real class is allow-listed under
+# it only so that torch's BUILD accepts its instances; a checkpoint can never push the class itself.
+_BUILD_ONLY = "yolo_improve\nbuild-only:"
+
+
+class _NoCall:
+    """What a checkpoint's ``GLOBAL our.Class`` resolves to under safe loading.
+
+    torch's restricted unpickler (``torch/_weights_only_unpickler.py``) rebuilds an allow-listed object in one of two
+    ways: NEWOBJ runs ``cls.__new__(cls, *args)`` (then BUILD sets its ``__dict__``), which is how every
+    ``nn.Module`` pickles; REDUCE runs ``cls(*args)``, i.e. the constructor with the checkpoint's arguments
+    (``TimmBackbone('hf-hub:attacker/model')`` reaches the network; huge widths exhaust memory). Allow-listing this
+    stand-in instead of the class keeps the first and refuses the second; torch offers no switch for it.
+    """
+
+    _made: dict = {}
+
+    def __init__(self, cls: type):
+        self.cls = cls
+        self.__new__ = lambda _self, *args: cls.__new__(cls, *args)  # what NEWOBJ calls: no __init__ runs
+
+    @classmethod
+    def of(cls, obj: type) -> "_NoCall":
+        return cls._made.setdefault(obj, cls(obj))  # one per class, so repeated loads register nothing new
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError(
+            f"the checkpoint {_REFUSED}{self.cls.__module__}.{self.cls.__qualname__}{args!r}: under safe loading a "
+            "checkpoint may rebuild saved objects but not run constructors with arguments of its own")
+
+    def __repr__(self) -> str:
+        return f"<safe-load stand-in for {self.cls.__module__}.{self.cls.__qualname__}>"
 
 
 def _safe_loading(weight):

@@ -190,17 +190,25 @@ def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
     layers = model[:-1] if type(model[-1]).__name__ in _HEADS_WITH_EXTRA_INPUTS else model
     was_training = model.training
     model.eval()
-    x, y = torch.zeros(1, c1, 64, 64), []
+    x, y, sizes = torch.zeros(1, c1, 64, 64), [], {}
     try:
         with torch.no_grad():
             for m in layers:
                 if m.f != -1:
                     x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
                 row = origin[m.i] if m.i < len(origin) else None
+                size_in = _map_size(x)
                 try:
                     x = m(x)
                 except Exception as e:
+                    odd = _odd_stride(sizes) if isinstance(m.f, list) else None
+                    if odd is not None:  # the joined maps disagree because an earlier row has a non-power-of-2 stride
+                        i, (a, b) = odd
+                        raise ModelYAMLError(i, origin[i] if i < len(origin) else None,
+                                             f"turns a {a[0]}x{a[1]} map into {b[0]}x{b[1]}, a stride that is no power "
+                                             f"of 2, so layer {m.i} ({type(m).__name__}) cannot join its inputs") from e
                     raise ModelYAMLError(m.i, row, f"does not run on its inputs: {type(e).__name__}: {e}") from e
+                sizes[m.i] = (size_in, _map_size(x))
                 outs = x if isinstance(x, (list, tuple)) else [x]
                 if any(isinstance(t, torch.Tensor) and t.numel() == 0 for t in outs):
                     raise ModelYAMLError(m.i, row, "produces an empty output (zero channels or a zero-size map)")
@@ -211,6 +219,24 @@ def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
                 if getattr(m, cache, None) is not None:
                     setattr(m, cache, None)
         model.train(was_training)
+
+
+def _map_size(x) -> tuple[int, int] | None:
+    return tuple(x.shape[-2:]) if isinstance(x, torch.Tensor) and x.dim() == 4 else None
+
+
+def _odd_stride(sizes: dict) -> tuple[int, tuple] | None:
+    """The first layer (in the dry run's ``{layer: (input size, output size)}``) that scales its map by a factor
+    other than a power of 2: maps derived from it no longer line up with the other pyramid levels."""
+
+    def power_of_2(a: int, b: int) -> bool:
+        big, small = max(a, b), min(a, b)
+        return small > 0 and big % small == 0 and (big // small) & (big // small - 1) == 0
+
+    for i, (a, b) in sorted(sizes.items()):
+        if a and b and not all(power_of_2(p, q) for p, q in zip(a, b)):
+            return i, (a, b)
+    return None
 
 
 def _stock_parse(stock, d, ch, verbose, origin):
