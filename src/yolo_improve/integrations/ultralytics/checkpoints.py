@@ -103,6 +103,7 @@ def _allow(name: str) -> None:
 # A name no GLOBAL opcode can spell (it reads module and name up to a newline): the real class is allow-listed under
 # it only so that torch's BUILD accepts its instances; a checkpoint can never push the class itself.
 _BUILD_ONLY = "yolo_improve\nbuild-only:"
+_REFUSED = "calls the constructor "
 
 
 class _NoCall:
