@@ -2,6 +2,7 @@
 trained runs), plus a property test of the dataset-folder resolver over generated layouts."""
 
 import copy
+import csv
 import os
 import pickletools
 import shutil
@@ -76,37 +77,56 @@ def test_case1_seed_layout_trains_through_the_python_api(tmp_path):
 
 
 # ------------------------------------------------------------------------------ case 3: one compare per folder
-def test_case3_second_compare_on_one_output_folder_refuses(tmp_path):
-    """Two real processes: one holds the output folder's lock, a real ``yolo-improve compare`` into the same folder
-    must refuse naming it (before: both trained the same runs and corrupted results.csv)."""
+def test_case3_two_compare_processes_on_one_output_folder(sample, tmp_path):
+    """Two real ``yolo-improve compare`` processes into one folder (before: both trained the same run, exit 0, and
+    results.csv ended with epochs 2, 1, 2): the second refuses naming the first's pid; the run is trained once."""
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys
-            from pathlib import Path
-            from yolo_improve.compare import locked
-            with locked(Path({str(out)!r})):
-                print("held", flush=True)
-                sys.stdin.read()  # until the test closes stdin
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    code = ("import sys\nfrom yolo_improve.cli import main\n"
+            "if sys.argv.pop(1) == 'wait': sys.stdin.readline()\n"
+            "sys.exit(main(sys.argv[1:]))")
+    args = ["compare", f"data={sample}", "models=baseline", "epochs=1", "imgsz=32", "batch=8", "repeats=2",
+            "warmup=1", "device=cpu", f"out={out}", "verbose=False"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    first = subprocess.Popen([sys.executable, "-c", code, "go", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    second = subprocess.Popen([sys.executable, "-c", code, "wait", *args], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in first.stdout:  # the second one starts (already imported) once the first is training
+            if "yolo11n: training" in line:
+                break
+        err2 = second.communicate("go\n", timeout=300)[1]
+        err1 = first.communicate(timeout=300)[1]
+    finally:
+        for p in (first, second):
+            p.kill() if p.poll() is None else None
+    assert first.returncode == 0, err1[-2000:]
+    assert second.returncode == 1 and f"another compare (pid {first.pid}) is writing to {out}" in err2, err2[-2000:]
+    assert "Traceback" not in err2
+    with (out / "yolo11n" / "results.csv").open() as f:
+        assert [int(float(r["epoch"])) for r in csv.DictReader(f, skipinitialspace=True)] == [1]
+    assert not (out / ".lock.owner").exists()
+
+
+def test_case3_lock_is_released_and_names_its_holder(tmp_path):
+    from yolo_improve.compare import CompareError, locked
+
+    with pytest.raises(RuntimeError, match="boom"), locked(tmp_path):
+        assert (tmp_path / ".lock.owner").read_text() == str(os.getpid())
+        raise RuntimeError("boom")
+    with locked(tmp_path):  # released after the failure
+        pass
+    (tmp_path / ".lock.owner").write_text("4242")  # what a holder leaves while it runs
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, filelock; l = filelock.FileLock(sys.argv[1]); "
+                               "l.acquire(); print('held', flush=True); sys.stdin.read()", str(tmp_path / ".lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        r = _python(f"""
-            import sys
-            from yolo_improve.cli import main
-            sys.exit(main(["compare", "data=sample", "models=baseline", "epochs=1", "imgsz=32", "out={out}"]))
-        """, timeout=120)
-        assert r.returncode == 1 and f"another compare (pid {holder.pid}) is writing to {out}" in r.stderr
-        assert "Traceback" not in r.stderr and not (out / "yolo11n").exists(), "the refused call trained nothing"
+        with pytest.raises(CompareError, match=r"another compare \(pid 4242\)"), locked(tmp_path):
+            pass
     finally:
         holder.stdin.close()
         holder.wait(30)
-    from yolo_improve.compare import locked
-
-    with locked(out):  # released when the holder ended
-        assert (out / ".lock.owner").read_text() == str(os.getpid())
-    assert not (out / ".lock.owner").exists()
 
 
 # ---------------------------------------------------------------------- case 4: bounded backbone multipliers
