@@ -233,7 +233,8 @@ def _check_mode(word: str) -> None:
 
     special = {"checks", "version", "settings", "cfg", "login", "logout", "copy-cfg", "solutions", "help", "hub"}
     bare = word.lstrip("-")
-    if "=" in word or word in STOCK_MODES or word in TASKS or bare in special or bare.rstrip("s") in special:
+    spelt = bare in special or f"{bare}s" in special or (len(bare) == 1 and any(k[0] == bare for k in special))
+    if "=" in word or word in STOCK_MODES or word in TASKS or spelt:  # Ultralytics' own spellings of its commands
         return
     raise SystemExit(f"yolo-improve: unknown mode '{word}'. yolo-improve modes: {', '.join(MODES)}; Ultralytics "
                      f"modes: {', '.join(sorted(STOCK_MODES))} (see yolo-improve help)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import importlib
 import pickle
+import reprlib
 import zipfile
 from pathlib import Path
 
@@ -124,12 +125,15 @@ class _NoCall:
 
     @classmethod
     def of(cls, obj: type) -> "_NoCall":
-        return cls._made.setdefault(obj, cls(obj))  # one per class, so repeated loads register nothing new
+        if obj not in cls._made:  # one per class, so repeated loads register nothing new
+            cls._made[obj] = cls(obj)
+        return cls._made[obj]
 
     def __call__(self, *args, **kwargs):
-        raise pickle.UnpicklingError(
-            f"the checkpoint {_REFUSED}{self.cls.__module__}.{self.cls.__qualname__}{args!r}: under safe loading a "
-            "checkpoint may rebuild saved objects but not run constructors with arguments of its own")
+        name = f"{self.cls.__module__}.{self.cls.__qualname__}"
+        raise pickle.UnpicklingError(f"the checkpoint {_REFUSED}{name}{reprlib.repr(args)}: under safe loading a "
+                                     "checkpoint may rebuild saved objects but not run constructors with arguments "
+                                     "of its own")
 
     def __repr__(self) -> str:
         return f"<safe-load stand-in for {self.cls.__module__}.{self.cls.__qualname__}>"
