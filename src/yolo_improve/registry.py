@@ -5,8 +5,9 @@ Two kinds of YAML rows exist:
 - ``conv``: a drop-in for Ultralytics ``Conv``. Row ``[f, n, NAME, [c2, *rest]]``; ``c2`` is width-scaled and the input
   channels are inferred exactly as for ``Conv``; the module is built as ``cls(c1, c2, *rest)``.
 - ``backbone``: a four-output backbone. One row ``[-1, 1, NAME, [*args]]`` counts as five layers (the backbone and its
-  P2, P3, P4, P5 outputs, the seed configs' convention). ``build(c1, *args, width=...)`` returns a module with a
-  ``channels`` list; ``width`` is the channel multiplier that follows the model scale when the YAML leaves it out.
+  P2, P3, P4, P5 outputs, the seed configs' convention). ``build(c1, *args, width=..., max_channels=...)`` returns a
+  module with a ``channels`` list; ``width`` is the channel multiplier that follows the model scale when the YAML
+  leaves it out, ``max_channels`` the scale's cap on the widths it is applied to (as for stock rows).
 """
 
 from __future__ import annotations
