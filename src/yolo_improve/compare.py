@@ -237,11 +237,12 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     out = Path(out).resolve()
     with locked(out):
         return _compare(data_yaml, specs, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed,
-                        repeats=repeats, warmup=warmup, threads=threads, device=device, workers=workers, **train_args)
+                        repeats=repeats, warmup=warmup, threads=threads, device=device, workers=workers, engine=engine,
+                        address=address, num_cpus=num_cpus, num_gpus=num_gpus, **train_args)
 
 
 def _compare(data_yaml: str, specs: dict, out: Path, t0: float, *, epochs, imgsz, batch, seed, repeats, warmup,
-             threads, device, workers, **train_args) -> CompareResult:
+             threads, device, workers, engine, address, num_cpus, num_gpus, **train_args) -> CompareResult:
     settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed}
     train_args = {"workers": workers, "plots": False, **train_args}
     if device is not None:
@@ -252,7 +253,7 @@ def _compare(data_yaml: str, specs: dict, out: Path, t0: float, *, epochs, imgsz
 
         for name in specs:  # refuse a mismatched run folder before any GPU time is spent
             if run_state(out / name, epochs) != "new":
-                _check_settings(out / name, settings)
+                _check_settings(out / name, settings, train_args)
         done = ray_map(variant, {n: (s, out / n, settings, train_args) for n, s in specs.items()}, address=address,
                        num_cpus=num_cpus, num_gpus=num_gpus)
         runs, val = {n: r[0] for n, r in done.items()}, {n: r[1] for n, r in done.items()}
