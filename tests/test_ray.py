@@ -53,40 +53,32 @@ def test_ray_gives_the_local_table(cluster, sample, tmp_path):
 
 
 def test_killed_ray_compare_resumes(cluster, sample, tmp_path):
-    """A Ray compare (its own driver process, on the module's cluster via address=) killed after epoch 1 of 2
-    leaves weights/last.pt; the next Ray compare resumes the run instead of retraining it."""
-    run = tmp_path / "yolo11n"
+    """A Ray compare (its own driver process, on the module's cluster via address=) killed after its first epoch
+    leaves weights/last.pt; the next Ray compare resumes the run instead of retraining it. Ray notices the dead driver
+    only after a moment (its task may finish another epoch or two), so the run is long enough not to end meanwhile."""
+    run, epochs = tmp_path / "yolo11n", 6
     code = (f"from yolo_improve.compare import compare; compare({str(sample)!r}, ['baseline'], out={str(tmp_path)!r}, "
-            f"epochs=2, engine='ray', address={cluster!r}, num_cpus=1, **{FAST!r})")
+            f"epochs={epochs}, engine='ray', address={cluster!r}, num_cpus=1, **{FAST!r})")
     p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
         t = time.time()
-        while not ((run / "weights" / "last.pt").is_file() and epochs_done(run) == 1):
+        while not ((run / "weights" / "last.pt").is_file() and epochs_done(run) >= 1):
             assert p.poll() is None, "the driver ended before its first epoch"
             assert time.time() - t < 240, "no first epoch within 4 minutes"
             time.sleep(0.2)
     finally:
         os.killpg(p.pid, signal.SIGKILL)  # the driver dies: Ray kills its job's task
         p.wait()
-    time.sleep(3)
-    assert epochs_done(run) == 1, "the killed job's task must not go on training"
-    epoch1 = (run / "results.csv").read_text().splitlines()[1]
-    result = compare(str(sample), ["baseline"], out=tmp_path, epochs=2, engine="ray", **FAST)
+    done, t = epochs_done(run), time.time()
+    while time.time() - t < 8:  # until the killed job's task has stopped writing
+        time.sleep(1)
+        if epochs_done(run) != done:
+            done, t = epochs_done(run), time.time()
+    assert 1 <= done < epochs, "the killed job's task must not go on training to the end"
+    first = (run / "results.csv").read_text().splitlines()[1:done + 1]
+    result = compare(str(sample), ["baseline"], out=tmp_path, epochs=epochs, engine="ray", **FAST)
     assert result.runs == {"yolo11n": "resumed"}
     lines = (run / "results.csv").read_text().splitlines()
-    assert epochs_done(run) == 2 and lines[1] == epoch1 and lines[2].startswith("2,"), "continued, not retrained"
-
-
-def test_engine_errors(sample, tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="unknown engine 'spark'"):
-        compare(str(sample), ["baseline"], out=tmp_path, epochs=1, engine="spark", **FAST)
-    with pytest.raises(ValueError, match="address= .* needs engine=ray"):
-        compare(str(sample), ["baseline"], out=tmp_path, epochs=1, address="auto", **FAST)
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
-    with pytest.raises(ImportError, match=r'pip install "yolo-improve\[ray\]"'):
-        compare(str(sample), ["baseline"], out=tmp_path, epochs=1, engine="ray", **FAST)
-    assert not any(tmp_path.iterdir()), "nothing trained"
+    assert epochs_done(run) == epochs and lines[1:done + 1] == first, "continued, not retrained"
+    assert lines[done + 1].startswith(f"{done + 1},")

@@ -106,9 +106,12 @@ def test_seed_trains_and_deploy_checkpoint_round_trips(seed, sample, tmp_path):
 
 
 def test_reparam_refuses_to_overwrite_its_source(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "yolo_improve.cli", "reparam", f"model={tmp_path / 'a.pt'}",
-                        f"save={tmp_path / 'a.pt'}"], capture_output=True, text=True)
+    src = tmp_path / "a.pt"
+    src.write_bytes(b"the training checkpoint")
+    r = subprocess.run([sys.executable, "-m", "yolo_improve.cli", "reparam", f"model={src}", f"save={src}"],
+                       capture_output=True, text=True)
     assert r.returncode != 0 and "refusing to overwrite" in r.stderr
+    assert src.read_bytes() == b"the training checkpoint"
 
 
 def test_reparam_names_an_unknown_argument():
