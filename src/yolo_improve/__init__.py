@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 from .integrations.ultralytics import ModelYAMLError, install  # noqa: E402
 from .reparam import reparameterize  # noqa: E402
+from .swap import swap  # noqa: E402
 
 install()
 
-__all__ = ["ModelYAMLError", "__version__", "install", "reparameterize"]
+__all__ = ["ModelYAMLError", "__version__", "install", "reparameterize", "swap"]

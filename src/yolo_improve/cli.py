@@ -13,6 +13,8 @@ USAGE = """usage: yolo-improve MODE key=value ...
 
   yolo-improve models                          list the modules and model configs yolo-improve adds
   yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64
+  yolo-improve swap model=best.pt conv=OREPA|AKConv [where=down|blocks|all|1,3,5] [save=swapped.pt]
+                                               put OREPA/AKConv into a trained model, outputs unchanged
   yolo-improve reparam model=best.pt [save=...]  write the re-parameterized deploy checkpoint
   yolo-improve transfer model=yolo11n-repvit.yaml weights=yolo11n.pt [backbone=repvit.pth] [save=start.pt]
                                                warm start: YOLO11 checkpoint (and backbone weights) -> this model
@@ -178,6 +180,27 @@ def _reparam(args: list[str]) -> None:
     print(f"deploy checkpoint written to {save_deploy(kv['model'], kv.get('save'))}")
 
 
+def _swap(args: list[str]) -> None:
+    """``yolo-improve swap model=W.pt conv=OREPA [where=down|blocks|all|1,3,5] [save=OUT.pt]``."""
+    from pathlib import Path
+
+    kv = _kv("swap", args, ["model", "conv", "where", "save"])
+    if "model" not in kv or "conv" not in kv:
+        raise SystemExit("yolo-improve swap: model=<checkpoint.pt> and conv=OREPA|AKConv are required")
+    import yolo_improve
+
+    where = kv.get("where", "down")
+    if where and where.replace(",", "").replace("-", "").isdigit():
+        where = [int(x) for x in where.split(",") if x]
+    save = kv.get("save") or str(Path(kv["model"]).with_name(f"{Path(kv['model']).stem}-{kv['conv'].lower()}.pt"))
+    try:
+        report = yolo_improve.swap(kv["model"], kv["conv"], where, save=save, verbose=False)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise SystemExit(f"yolo-improve swap: {e}") from None
+    print(f"{report}\nswapped checkpoint written to {save}; "
+          f"fine-tune it with `yolo-improve train model={save} data=...`")
+
+
 def _kv(mode: str, args: list[str], keys: list[str], also: set[str] = frozenset(), hint: str = "") -> dict[str, str]:
     """Parse ``key=value`` arguments; a key outside ``keys`` and ``also`` exits naming the mode and its keys."""
     out = {}
@@ -213,7 +236,7 @@ def _transfer(args: list[str]) -> None:
     print(f"starting checkpoint written to {path}; train it with `yolo-improve train model={path} data=...`")
 
 
-MODES = {"models": _models, "demo": _demo, "reparam": _reparam, "bench": _bench, "compare": _compare,
+MODES = {"models": _models, "demo": _demo, "reparam": _reparam, "swap": _swap, "bench": _bench, "compare": _compare,
          "transfer": _transfer}  # each takes the key=value args after the mode
 
 

@@ -15,6 +15,7 @@ from ultralytics.utils import LOGGER
 
 from ... import registry
 from ...reparam import reparameterize_modules
+from ...swap import apply_swaps
 from ._common import _STOCK, CFG_DIR, ModelYAMLError, package_version
 from .training import patch_late
 
@@ -150,6 +151,7 @@ def parse_model(d, ch, verbose=True):
             origin += [row] * 5
     if not plan:
         model, save = _stock_parse(stock, d, ch, verbose, origin)
+        _apply_swaps(model, d)
         _dry_run(model, ch, origin)
         return model, save
     d = copy.deepcopy(d)
@@ -170,8 +172,18 @@ def parse_model(d, ch, verbose=True):
         model[layer] = module
     if verbose:
         _log_layers(model, origin)
+    _apply_swaps(model, d)
     _dry_run(model, ch, origin)
     return model, save
+
+
+def _apply_swaps(model: nn.Sequential, d: dict) -> None:
+    """Re-apply a swapped model's ``swap`` key (convs inside blocks, see ``yolo_improve.swap``) before weights load."""
+    if d.get("swap"):
+        try:
+            apply_swaps(model, d["swap"])
+        except ValueError as e:
+            raise ModelYAMLError(None, {"swap": d["swap"]}, str(e)) from e
 
 
 # layers whose forward takes more than the previous output (text embeddings): not dry-runnable on an image alone
