@@ -34,7 +34,7 @@ data=sample is the bundled 24-image COCO sample; data=path/to/dataset takes a fo
 
 
 def _models(args: list[str]) -> None:
-    from . import registry
+    from . import configs, registry
     from .integrations.ultralytics import CFG_DIR
 
     _kv("models", args, [])  # takes no arguments: refuse any rather than ignore it
@@ -42,9 +42,22 @@ def _models(args: list[str]) -> None:
     print(f"{'module':<22}{'kind':<10}{'YAML args':<28}about")
     for e in registry.REGISTRY.values():
         print(f"{e.name:<22}{e.kind:<10}{e.args:<28}{e.summary}")
-    print("\nconfigs (yolo11{n,s,m,l,x}-NAME.yaml selects the scale):")
+    print("\nshipped configs (yolo11{n,s,m,l,x}-NAME.yaml selects the scale):")
     for p in sorted(CFG_DIR.rglob("*.yaml")):
         print(f"  {p.name}")
+    print(f"\nfamily x task x system configs, composed from Ultralytics' own YAMLs by bare name:\n  "
+          f"yolo{{26,11,v8}}{{n,s,m,l,x}}[-seg|-pose|-obb|-cls]-{{{','.join(configs.SYSTEMS)}}}.yaml")
+    print(f"  {'family':<8}" + "".join(f"{t:>10}" for t in configs.TASKS))
+    for family in configs.FAMILIES:
+        cells = []
+        for suffix in configs.TASKS.values():
+            try:
+                ok = sum(bool(configs.compose(f"yolo{family}{suffix}-{s}.yaml")) for s in configs.SYSTEMS)
+            except FileNotFoundError:  # YOLO26 on Ultralytics 8.3
+                ok = 0
+            cells.append(f"{ok}/{len(configs.SYSTEMS)}")
+        print(f"  {'yolo' + family:<8}" + "".join(f"{c:>10}" for c in cells))
+    print("  e.g. yolo-improve train model=yolo26n-seg-repvit.yaml data=coco8-seg.yaml")
 
 
 BENCH_OPTS = dict(models="", scale="n", imgsz=640, batch=2, repeats=20, warmup=3, threads=1, device="", onnx=True,

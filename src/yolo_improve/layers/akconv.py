@@ -149,10 +149,11 @@ class AKConv(nn.Module):
         nn.init.zeros_(self.p_conv.bias)
         self.offset_lr_scale = offset_lr_scale
 
-        rows_cols = torch.tensor(initial_shape(num_param), dtype=torch.float32)  # (N, 2)
+        shape = initial_shape(num_param)
         # centre on the output pixel: a k x k shape becomes -(k-1)//2 .. k//2, the taps of a padded k x k conv
-        centre = torch.tensor([(int(rows_cols[:, 0].max()) // 2), (int(rows_cols[:, 1].max()) // 2)])
-        p_n = rows_cols - centre
+        # (computed in Python, so that a shape-only build on the meta device needs no tensor values)
+        centre = (max(r for r, _ in shape) // 2, max(c for _, c in shape) // 2)
+        p_n = torch.tensor([(r - centre[0], c - centre[1]) for r, c in shape], dtype=torch.float32)
         # deform_conv2d with a (1, N) kernel, padding (0, N-1), dilation (1, 2) samples tap n at
         # (i*s, j*s - (N-1) + 2n) + its offset and has exactly our output size for every N (odd or even);
         # adding this shift to our offsets moves each tap onto p0 + p_n.

@@ -13,7 +13,7 @@ from torch import nn
 from ultralytics.nn import tasks
 from ultralytics.utils import LOGGER
 
-from ... import registry
+from ... import configs, registry
 from ...reparam import reparameterize_modules
 from ...swap import apply_swaps
 from ._common import _STOCK, CFG_DIR, ModelYAMLError, package_version
@@ -197,8 +197,8 @@ def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
     or a last row that is no head, which Ultralytics would only meet in training) is reported at its own layer
     instead of as a bare error from deep inside the model. Heads cache anchors by input shape: the cache is cleared
     afterwards, since their strides are not set yet."""
-    if any(type(m).__name__ in _MULTI_INPUT for m in model):
-        return
+    if any(type(m).__name__ in _MULTI_INPUT for m in model) or any(p.is_meta for p in model.parameters()):
+        return  # a build on torch.device("meta") only checks the structure: no values to run
     layers = model[:-1] if type(model[-1]).__name__ in _HEADS_WITH_EXTRA_INPUTS else model
     was_training = model.training
     model.eval()
@@ -279,6 +279,8 @@ def _check_backbone(backbone: nn.Module, c1: int) -> None:
     declared = list(getattr(backbone, "channels", []))
     if len(declared) != 4:
         raise ValueError(f"a backbone must declare 4 output channels (P2..P5), declares {declared}")
+    if any(p.is_meta for p in backbone.parameters()):
+        return  # a structure-only build (torch.device("meta")): nothing to run
     was_training = backbone.training
     backbone.eval()
     try:
@@ -303,12 +305,16 @@ def _log_layers(model: nn.Sequential, origin) -> None:
 
 # ------------------------------------------------------------------------------------- config names, fuse, thop
 def check_yaml(file, *args, **kwargs):
-    """Resolve bare names of our shipped YAMLs (``yolo11-repvit.yaml``) before the stock lookup."""
+    """Resolve bare names of our shipped YAMLs (``yolo11-repvit.yaml``) and of the composed family x task configs
+    (``yolo26-seg-repvit.yaml``, see ``yolo_improve.configs``) before the stock lookup."""
     name = str(file)
     if name and Path(name).name == name and not Path(name).exists():
         hits = sorted(CFG_DIR.rglob(name))
         if hits:
             return str(hits[0])
+        composed = configs.resolve(name)
+        if composed is not None:
+            return str(composed)
     return _STOCK["check_yaml"](file, *args, **kwargs)
 
 
