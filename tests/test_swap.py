@@ -17,6 +17,7 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
 import yolo_improve
+import yolo_improve.reparam
 from yolo_improve import cli, registry
 
 FAMILIES = {"26": "yolo26n", "11": "yolo11n", "v8": "yolov8n"}
@@ -159,3 +160,58 @@ def test_swapped_akconv_blocks_resume_after_a_kill(checkpoint, sample, tmp_path)
         start=t.start_epoch, akconv=type(t.model.model[2].m[0].cv1).__name__))
     model.train(resume=True)
     assert seen == {"start": 1, "akconv": "AKConv"}
+
+
+BLOCKED = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__module__", "") != "yolo_improve_hook"]
+class NoYoloImprove:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] == "yolo_improve":
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+sys.meta_path.insert(0, NoYoloImprove)
+"""
+
+
+def _without_package(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKED + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_deploy_file_of_a_swapped_orepa_model_loads_without_yolo_improve(checkpoint, sample, tmp_path):
+    swapped = tmp_path / "orepa.pt"
+    yolo_improve.swap(checkpoint, "OREPA", "all", save=swapped, verbose=False)
+    deploy = yolo_improve.reparam.save_deploy(swapped)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = YOLO(checkpoint).model.eval()(x)[0]
+    torch.save(x, tmp_path / "x.pt")
+    r = _without_package(f"""
+        import torch
+        from ultralytics import YOLO
+        m = YOLO({str(deploy)!r})
+        assert "yolo_improve" not in sys.modules
+        with torch.no_grad():
+            y = m.model.eval()(torch.load({str(tmp_path / 'x.pt')!r}))[0]
+        torch.save(y, {str(tmp_path / 'y.pt')!r})
+        m.val(data={str(sample)!r}, imgsz=32, batch=8, workers=0, plots=False, verbose=False)
+        m.export(format="onnx", imgsz=64)
+        print("classes", sorted({{type(x).__module__.split(".")[0] for x in m.model.modules()}}))
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "classes ['torch', 'ultralytics']" in r.stdout
+    got = torch.load(tmp_path / "y.pt")
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-4  # folded in fp32 from the fp16 checkpoint
+    assert deploy.with_suffix(".onnx").is_file()
+
+
+def test_deploy_file_that_keeps_our_modules_names_the_package(checkpoint, tmp_path):
+    swapped = tmp_path / "akconv.pt"
+    yolo_improve.swap(checkpoint, "AKConv", "down", save=swapped, verbose=False)
+    deploy = yolo_improve.reparam.save_deploy(swapped)
+    r = _without_package(f"""
+        from ultralytics import YOLO
+        YOLO({str(deploy)!r})
+    """)
+    assert r.returncode != 0 and "yolo_improve" in r.stderr.splitlines()[-1], r.stderr[-2000:]

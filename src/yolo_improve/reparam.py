@@ -34,16 +34,63 @@ def reparameterize(model: nn.Module) -> nn.Module:
     return reparameterize_modules(model)
 
 
+def to_stock(model: nn.Module) -> list[str]:
+    """Replace every deployed OREPA (one conv with bias + act) of an Ultralytics model by a stock fused ``Conv``
+    holding the same conv, and rewrite the model YAML to match (OREPA rows -> Conv rows, OREPA entries of the
+    ``swap`` key dropped). Returns the yolo-improve classes still in the model: none means the model loads where
+    yolo-improve is not installed. Stock classes are what Ultralytics itself writes for a fused Conv+BN."""
+    from ultralytics.nn.modules.conv import Conv
+
+    from .layers.orepa import OREPA
+
+    layers = model.model
+    replaced = set()
+    for name, m in list(layers.named_modules()):
+        if not isinstance(m, OREPA) or not m.deployed:
+            continue
+        c = Conv.__new__(Conv)
+        nn.Module.__init__(c)
+        c.conv, c.act = m.conv, m.act
+        c.forward = c.forward_fuse  # what Ultralytics' fuse() sets on a folded Conv
+        for attr in ("i", "f", "np"):
+            if hasattr(m, attr):
+                setattr(c, attr, getattr(m, attr))
+        if hasattr(m, "type"):
+            c.type = "ultralytics.nn.modules.conv.Conv"
+        parent, _, child = name.rpartition(".")
+        setattr(layers.get_submodule(parent) if parent else layers, child, c)
+        replaced.add(name)
+    d = dict(getattr(model, "yaml", None) or {})
+    if replaced and d:
+        from .swap import yaml_rows
+
+        for i, (section, k) in enumerate(yaml_rows(d)):
+            row = d[section][k]
+            if str(i) in replaced and row[2] == "OREPA":
+                m = layers[i].conv
+                d[section] = list(d[section])
+                d[section][k] = [row[0], row[1], "Conv", [row[3][0], m.kernel_size[0], m.stride[0], *row[3][3:]]]
+        swaps = {p: c for p, c in (d.get("swap") or {}).items() if p not in replaced}
+        d.pop("swap", None)
+        if swaps:
+            d["swap"] = swaps
+        model.yaml = d
+    return sorted({type(m).__name__ for m in model.modules() if type(m).__module__.startswith("yolo_improve.")})
+
+
 def save_deploy(weights, out=None):
     """Write the deploy form of an Ultralytics checkpoint (``best.pt`` -> ``best-deploy.pt``) and return its path.
 
     The deploy checkpoint loads, validates, predicts and exports like any other. It is marked in its model YAML so
     that training from it fails with a clear message: its folded layers no longer match the training-form layers
-    the trainer rebuilds, and they would silently be left at initialisation.
+    the trainer rebuilds, and they would silently be left at initialisation. When every module folds into stock
+    layers (OREPA does, a swapped OREPA model does) the file holds stock Ultralytics classes only and loads where
+    yolo-improve is not installed; otherwise loading it there fails naming ``yolo_improve`` (install yolo-improve).
     """
     from pathlib import Path
 
     from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
 
     weights = Path(weights)
     if not weights.is_file():  # before YOLO(), which would try to download a missing official name
@@ -53,6 +100,9 @@ def save_deploy(weights, out=None):
         raise ValueError(f"refusing to overwrite the training checkpoint {weights}; choose another output path")
     model = YOLO(weights)
     reparameterize(model.model)
+    ours = to_stock(model.model)
     model.model.yaml = {**model.model.yaml, "deploy": True}
     model.save(out)
+    LOGGER.info(f"deploy checkpoint {out}: " + (f"needs yolo-improve for {', '.join(ours)}" if ours else
+                                                 "stock Ultralytics classes only (loads without yolo-improve)"))
     return out

@@ -178,7 +178,7 @@ def apply_swaps(layers: nn.Sequential, swaps: dict) -> None:
         _replace(layers, str(path), entry.cls.from_conv(old))
 
 
-def _rows(d: dict) -> list[tuple[str, int]]:
+def yaml_rows(d: dict) -> list[tuple[str, int]]:
     """(YAML section, row index) of every layer (a backbone row stands for five layers)."""
     out = []
     for section in ("backbone", "head"):
@@ -201,7 +201,7 @@ def _describe(model: nn.Module, entry: registry.Module, done: list[tuple[str, nn
     d = copy.deepcopy(getattr(model, "yaml", None) or {})
     if not d:
         return
-    rows = _rows(d)
+    rows = yaml_rows(d)
     extra = dict(d.get("swap") or {})
     for path, old in done:
         section, k = rows[int(path)] if "." not in path and int(path) < len(rows) else (None, None)
