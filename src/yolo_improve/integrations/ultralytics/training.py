@@ -107,18 +107,19 @@ def train(self, *args, **kwargs):
     set)."""
     if not self.ckpt and isinstance(self.model, nn.Module) and self.model in _WARM:
         self.ckpt = {"model": self.model}
-    return _STOCK["ultralytics.engine.model.train"](self, *args, **_dataset_folder(kwargs))
+    return _STOCK["ultralytics.engine.model.train"](self, *args, **_dataset_folder(kwargs, self.task))
 
 
 def val(self, *args, **kwargs):
     """``Model.val`` that also takes ``data=`` a dataset folder."""
-    return _STOCK["ultralytics.engine.model.val"](self, *args, **_dataset_folder(kwargs))
+    return _STOCK["ultralytics.engine.model.val"](self, *args, **_dataset_folder(kwargs, self.task))
 
 
-def _dataset_folder(kwargs: dict) -> dict:
-    """``data=path/to/dataset`` in the ``{train,val}/{images,labels}`` + classes.txt layout -> its generated yaml."""
+def _dataset_folder(kwargs: dict, task: str | None = None) -> dict:
+    """``data=path/to/dataset`` in the ``{train,val}/{images,labels}`` + classes.txt layout -> its generated yaml.
+    Classification keeps Ultralytics' own folder layout (``train/<class>/*.jpg``)."""
     data = kwargs.get("data")
-    if isinstance(data, (str, Path)) and Path(data).is_dir():
+    if isinstance(data, (str, Path)) and Path(data).is_dir() and task != "classify":
         from ...datasets import resolve_data
 
         kwargs["data"] = str(resolve_data(data))
