@@ -203,3 +203,27 @@ def test_every_training_path_keeps_the_weights(path_kind, yolo11n, sample, tmp_p
     moved = _expected(state, src, {i: i + 4 for i in range(5, 20)})
     assert len(moved) > 250
     assert all(torch.equal(state[k], src[sk]) for k, sk in moved.items())
+
+
+@pytest.mark.parametrize("suffix", ["", "-seg", "-pose", "-obb", "-cls"])
+@pytest.mark.parametrize("family,system", [("26", "repvit"), ("v8", "convnextv2")])
+def test_every_family_and_task_warm_starts_into_its_backbone_config(family, system, suffix):
+    """A YOLO26/YOLOv8 checkpoint of any task into the composed backbone config of the same family and task: the
+    neck and head (classification: the head) come from their counterparts, nothing else is written."""
+    source = YOLO(f"yolo{family}n{suffix}.yaml").model
+    randomize_bn(source, seed=4)
+    yolo = YOLO(f"yolo{family}n{suffix}-{system}.yaml")
+    before = _state(yolo.model)
+    report = transfer(yolo, source, verbose=False)
+    n, m = len(yolo.model.model), len(source.model)
+    pairs = {r.index: r.source for r in report.layers if r.source is not None}
+    assert pairs == {i: i + m - n for i in range(5, n)}  # everything after the backbone row, the stock indexes
+    src, after = source.state_dict(), yolo.model.state_dict()
+    expected = _expected(after, src, pairs)
+    for k, v in after.items():
+        if k in expected:
+            assert torch.equal(v, src[expected[k]].to(v.dtype)), k
+        else:
+            assert torch.equal(v, before[k]), f"{k} was written but has no counterpart"
+    assert any(k.startswith(f"model.{n - 1}.") for k in expected)  # the head
+    assert not any(k.startswith("model.0.") for k in expected)
