@@ -280,7 +280,12 @@ def save_swapped(model, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if callable(getattr(model, "save", None)) and isinstance(getattr(model, "model", None), nn.Module):
-        model.save(path)  # the YOLO object's own save (drops a stale EMA)
+        ckpt = model.ckpt  # a new starting point: the source run's optimizer, epoch and EMA do not belong to it
+        model.ckpt = {"train_args": (ckpt or {}).get("train_args", {}), "epoch": -1, "optimizer": None}
+        try:
+            model.save(path)
+        finally:
+            model.ckpt = ckpt
         return path
     import torch
 
