@@ -1,4 +1,4 @@
-"""yolo-improve: published improvement modules for stock Ultralytics YOLO11.
+"""yolo-improve: published improvement modules for stock Ultralytics YOLO26, YOLO11 and YOLOv8.
 
 Importing the package installs the integration with Ultralytics (idempotent), so that ``YOLO('x.yaml')`` builds
 YAMLs that name our modules and checkpoints that contain them load anywhere the package is installed.
