@@ -107,3 +107,55 @@ def test_case2_data_is_compared_as_the_resolved_file(first, sample, tmp_path, mo
     monkeypatch.chdir(other)
     with pytest.raises(CompareError, match="data="):
         compare(sample.name, ["baseline"], out=out, epochs=1, **FAST)
+
+
+def test_pretrained_starts_every_run_from_the_file(sample, tmp_path):
+    """``compare(pretrained=...)`` transfers one checkpoint into every variant before it trains: after one epoch at a
+    tiny learning rate each run's tensors are still the file's (OREPA's converted convs aside, whose names differ),
+    while a scratch run's are not; the table says where each run started."""
+    import torch
+    from ultralytics import YOLO
+
+    from yolo_improve.integrations.ultralytics import load_weights
+
+    torch.manual_seed(1)
+    source = YOLO("yolo11n.yaml")  # not the seed-0 initialisation a scratch run gets, and moved off it as well
+    with torch.no_grad():
+        for p in source.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ckpt = tmp_path / "start.pt"
+    source.save(ckpt)
+    file = load_weights(ckpt).state_dict()
+    args = dict(epochs=1, **FAST, optimizer="SGD", lr0=1e-5, warmup_epochs=0)
+    warm = compare(str(sample), ["baseline", "orepa"], out=tmp_path / "warm", pretrained=ckpt, **args)
+    cold = compare(str(sample), ["baseline", "orepa"], out=tmp_path / "cold", **args)
+    assert [r["start"] for r in cold.rows] == ["scratch", "scratch"]
+    assert [r["start"].split(" (")[0] for r in warm.rows] == ["start.pt", "start.pt"]
+    assert "start.pt (" in (tmp_path / "warm" / "table.md").read_text()
+
+    def distance(out, name):
+        model = load_weights(out / name / "weights" / "last.pt")
+        shared = [(p, file[k]) for k, p in model.named_parameters() if k in file and file[k].shape == p.shape]
+        assert len(shared) > 200
+        a, b = (torch.cat([t.flatten() for t in ts]) for ts in zip(*shared))
+        return float((a - b).norm() / b.norm())
+
+    for name in ("yolo11n", "yolo11n-orepa"):
+        assert distance(tmp_path / "warm", name) < 0.01  # fp16 rounding of the checkpoints plus one tiny step
+        assert distance(tmp_path / "cold", name) > 0.2
+    with pytest.raises(CompareError, match="started from"):  # a folder started otherwise is not silently reused
+        compare(str(sample), ["baseline"], out=tmp_path / "cold", pretrained=ckpt, **args)
+
+
+def test_backbone_files_are_matched_by_variant(tmp_path):
+    from yolo_improve.compare import backbone_file
+
+    for f in ("repvit_m0_9.dist_450e_in1k.pth", "unireplknet_a_in1k_224.pth", "convnextv2_atto_x.pth", "notes.txt"):
+        (tmp_path / f).write_bytes(b"")
+    assert backbone_file("yolo11n-repvit.yaml", tmp_path).name == "repvit_m0_9.dist_450e_in1k.pth"
+    assert backbone_file("yolo11n-unireplknet.yaml", tmp_path).name == "unireplknet_a_in1k_224.pth"
+    assert backbone_file("yolo11s-repvit.yaml", tmp_path) is None  # repvit_m1_0: no file
+    assert backbone_file("yolo11n-orepa.yaml", tmp_path) is None  # no backbone row
+    (tmp_path / "repvit_m0_9.pth").write_bytes(b"")
+    with pytest.raises(CompareError, match="2 files fit repvit_m0_9"):
+        backbone_file("yolo11n-repvit.yaml", tmp_path)

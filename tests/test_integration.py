@@ -41,13 +41,15 @@ def test_every_shipped_yaml_builds_and_runs_at_every_scale(cfg, scale):
     assert torch.isfinite(y).all()
 
 
-def test_backbone_width_follows_scale_unless_given():
-    n = YOLO("yolo11n-repvit.yaml").model.model[0]
+def test_backbone_variant_follows_scale_at_full_width_unless_given():
+    n = YOLO("yolo11n-repvit.yaml").model.model[0]  # the family row: a published variant per scale
     s = YOLO("yolo11s-repvit.yaml").model.model[0]
-    assert n.channels == [16, 24, 48, 96]  # (48, 96, 192, 384) x 0.25, rounded up to multiples of 8
-    assert s.channels == [24, 48, 96, 192]
+    assert n.channels == [48, 96, 192, 384]  # repvit_m0_9
+    assert s.channels == [56, 112, 224, 448]  # repvit_m1_0
     seed = YOLO(SEEDS / "yolo11-RepViT.yaml").model.model[0]  # the seed gives 0.5 explicitly (scale n)
     assert seed.channels == [24, 40, 80, 160]
+    seed = YOLO(SEEDS / "yolo11-UniRepLKNet.yaml").model.model[0]  # unireplknet_a, []: full width, as the seeds'
+    assert seed.channels == [40, 80, 160, 320]  # implementation builds it
 
 
 @pytest.mark.parametrize("seed,backbone", SEED_SYSTEMS.items())

@@ -6,7 +6,7 @@ import re
 import pytest
 import timm
 import torch
-from conftest import randomize_bn
+from conftest import SEEDS, randomize_bn
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
@@ -160,10 +160,38 @@ def test_unireplknet_official_layout_loads(tmp_path):
     assert any(".dil_convs." in k for k in report.loaded) and any(".grn.gamma" in k for k in report.loaded)
 
 
+@pytest.mark.parametrize("scale", "ns")
+@pytest.mark.parametrize("family", ["repvit", "convnextv2"])
+def test_shipped_configs_take_imagenet_weights_at_n_and_s(family, scale, tmp_path):
+    """Each scale builds a published variant at full width, so timm's own model of it fits with nothing missing."""
+    cfg = f"yolo11{scale}-{family}.yaml"
+    variant = registry.backbone_variant(cfg)
+    assert variant == f"{family}_{registry.SCALE_VARIANTS[family]['ns'.index(scale)]}"
+    sd = randomize_bn(timm.create_model(variant), seed=3).state_dict()  # the layout timm's ImageNet files have
+    torch.save(sd, tmp_path / f"{variant}.pth")
+    yolo = YOLO(cfg)
+    report = load_backbone(yolo, tmp_path / f"{variant}.pth", verbose=False)
+    assert report.layout == "timm"
+    _check_loaded(yolo.model.model[0], report, sd, _timm_key)
+    assert all(k.startswith("head.") for k in report.unexpected)  # only the classifier is left over
+
+
+def test_train_cli_takes_backbone_weights(tmp_path):
+    from yolo_improve.cli import _rewrite
+
+    sd = randomize_bn(timm.create_model("repvit_m0_9"), seed=4).state_dict()
+    torch.save(sd, tmp_path / "repvit_m0_9.pth")
+    args = _rewrite(["train", "model=yolo11n-repvit.yaml", f"backbone={tmp_path / 'repvit_m0_9.pth'}", "epochs=1"])
+    assert args[0] == "train" and args[2] == "epochs=1" and not any(a.startswith("backbone=") for a in args)
+    start = args[1].removeprefix("model=")
+    ours = load_weights(start).model[0].state_dict()  # checkpoints store fp16, as Ultralytics saves them
+    assert all(torch.equal(ours[k], sd[_timm_key(k)].half().float()) for k in ours if ours[k].is_floating_point())
+
+
 def test_wrong_width_yolo_checkpoint_and_offline_tag_are_refused(tmp_path):
-    yolo = YOLO("yolo11n-repvit.yaml")
+    yolo = YOLO(SEEDS / "yolo11-RepViT.yaml")  # repvit_m0_6 at multiplier 0.5
     full = tmp_path / "repvit_m0_9.pth"
-    torch.save(timm.create_model("repvit_m0_9").state_dict(), full)  # ImageNet width: does not fit width 0.25
+    torch.save(timm.create_model("repvit_m0_9").state_dict(), full)  # ImageNet width: does not fit width 0.5
     with pytest.raises(ValueError, match=r"nothing fits.*multiplier-1.0"):
         load_backbone(yolo, full, verbose=False)
     ckpt = tmp_path / "yolo.pt"

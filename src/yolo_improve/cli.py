@@ -12,7 +12,7 @@ import sys
 USAGE = """usage: yolo-improve MODE key=value ...
 
   yolo-improve models                          list the modules and model configs yolo-improve adds
-  yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64
+  yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64 [backbone=repvit_m0_9.pth]
   yolo-improve swap model=best.pt conv=OREPA|AKConv [where=down|blocks|all|1,3,5] [save=swapped.pt]
                                                put OREPA/AKConv into a trained model, outputs unchanged
   yolo-improve reparam model=best.pt [save=...]  write the re-parameterized deploy checkpoint
@@ -23,9 +23,10 @@ USAGE = """usage: yolo-improve MODE key=value ...
                                                params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory;
                                                formats=: export matrix (status, decoded parity, size, latency)
   yolo-improve compare data=path/to/dataset [models=...] [epochs=100] [imgsz=640] [batch=16] [out=...] [any train arg]
-                     [engine=ray [address=auto] [num_gpus=1] [num_cpus=1]]
+                     [engine=ray [address=auto] [num_gpus=1] [num_cpus=1]] [pretrained=yolo11n.pt] [backbone=FILE|DIR]
                                                train each variant identically, validate, ablation table + plot;
-                                               engine=ray: each variant a Ray task (pip install "yolo-improve[ray]")
+                                               engine=ray: each variant a Ray task (pip install "yolo-improve[ray]");
+                                               pretrained= starts every variant from one checkpoint (transfer)
   yolo-improve demo [epochs=3] [imgsz=64]      compare on the bundled sample: YOLO11n and every shipped config
   yolo-improve val|predict|export|... key=value   any Ultralytics mode, arguments as for `yolo`
 
@@ -45,6 +46,10 @@ def _models(args: list[str]) -> None:
     print("\nshipped configs (yolo11{n,s,m,l,x}-NAME.yaml selects the scale):")
     for p in sorted(CFG_DIR.rglob("*.yaml")):
         print(f"  {p.name}")
+    print("\nImageNet backbone weights fit every scale of the backbone configs (train/compare ... backbone=FILE):")
+    for family, variants in registry.SCALE_VARIANTS.items():
+        per = ", ".join(f"{s} {family}_{v}" for s, v in zip(registry.SCALES, variants))
+        print(f"  {f'yolo11*-{family}.yaml':<26}{per}\n  {'':<26}weights: {registry.IMAGENET[family]}")
     print(f"\nfamily x task x system configs, composed from Ultralytics' own YAMLs by bare name:\n  "
           f"yolo{{26,11,v8}}{{n,s,m,l,x}}[-seg|-pose|-obb|-cls]-{{{','.join(configs.SYSTEMS)}}}.yaml")
     print(f"  {'family':<8}" + "".join(f"{t:>10}" for t in configs.TASKS))
@@ -64,7 +69,7 @@ BENCH_OPTS = dict(models="", scale="n", imgsz=640, batch=2, repeats=20, warmup=3
                   memory=True, data="", out="runs/yolo-improve/bench", formats="")
 COMPARE_OPTS = dict(models="", data="", scale="n", epochs=100, imgsz=640, batch=16, seed=0, repeats=20, warmup=3,
                     threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True, engine="local",
-                    address="", num_cpus=1.0, num_gpus=-1.0)
+                    address="", num_cpus=1.0, num_gpus=-1.0, pretrained="", backbone="")
 DEMO_OPTS = dict(epochs=3, imgsz=64, batch=8, repeats=20, threads=1, out="runs/yolo-improve/demo", verbose=False)
 
 
@@ -227,12 +232,29 @@ def _kv(mode: str, args: list[str], keys: list[str], also: set[str] = frozenset(
 
 
 def _rewrite(args: list[str]) -> list[str]:
-    """Resolve our shorthands inside key=value arguments before Ultralytics sees them."""
-    out = []
+    """Resolve our shorthands inside key=value arguments before Ultralytics sees them: ``data=sample`` or a dataset
+    folder, and ``backbone=FILE`` (ImageNet backbone weights, which Ultralytics does not know), turned into a
+    starting checkpoint for ``model=`` (``transfer.warm_start``, which logs what loaded)."""
+    out, backbone = [], None
     for a in args:
         if a.startswith("data="):
             a = f"data={_data_yaml(a[5:])}"
+        if a.startswith("backbone="):
+            backbone = a[9:]
+            continue
         out.append(a)
+    if backbone:
+        import tempfile
+        from pathlib import Path
+
+        from .transfer import warm_start
+
+        model = next((a[6:] for a in out if a.startswith("model=")), None)
+        if model is None or out[0] != "train":
+            raise SystemExit("yolo-improve: backbone=FILE goes with `train model=CFG.yaml` (or compare)")
+        save = Path(tempfile.mkdtemp(prefix="yolo-improve-")) / f"{Path(model).stem}-{Path(backbone).stem}.pt"
+        start = warm_start(model, backbone=backbone, save=str(save))
+        out = [f"model={start}" if a.startswith("model=") else a for a in out]
     return out
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from . import registry
 from .bench import report
 from .bench.runner import bench, resolve_models
 
@@ -39,6 +40,7 @@ from .bench.runner import bench, resolve_models
 NOT_TRAINING = frozenset({"model", "data", "project", "name", "exist_ok", "save_dir", "resume", "device", "workers",
                           "verbose", "plots", "save", "save_period", "save_json", "cache", "mode", "augmentations"})
 VAL_CACHE = "yolo_improve_val.json"
+START_FILE = "yolo_improve_start.json"  # what a run started from (transfer.start)
 LOG = logging.getLogger("yolo_improve")
 
 
@@ -167,21 +169,51 @@ def locked(out: Path):
         lock.release()
 
 
-def train_one(model: str, run: Path, settings: dict, train_args: dict) -> str:
-    """Train one variant into ``run`` unless it is finished; returns ``trained``, ``resumed`` or ``skipped``."""
+def backbone_file(model: str, backbone: str | Path | None) -> Path | None:
+    """The ImageNet weights file for ``model``'s backbone: ``backbone`` is a file or a folder of files named after
+    the published variant they hold (``repvit_m0_9.pth``, ``unireplknet_a_in1k_224.pth``; one per variant). None when
+    the model has no backbone row or no file matches it."""
+    variant = registry.backbone_variant(model)
+    if not backbone or variant is None:
+        return None
+    folder = Path(backbone)
+    files = [folder] if folder.is_file() else sorted(folder.iterdir()) if folder.is_dir() else None
+    if files is None:
+        raise FileNotFoundError(f"backbone={backbone}: no such file or folder")
+    hits = [f for f in files if f.name.startswith(variant) and f.name[len(variant):][:1] in ("", ".", "_", "-")]
+    if len(hits) > 1:
+        raise CompareError(f"backbone={backbone}: {len(hits)} files fit {variant} ({', '.join(f.name for f in hits)})")
+    return hits[0] if hits else None
+
+
+def train_one(model: str, run: Path, settings: dict, train_args: dict, pretrained=None, backbone=None) -> tuple:
+    """Train one variant into ``run`` unless it is finished; returns (``trained``, ``resumed`` or ``skipped``; what it
+    started from). A new run first gets ``backbone`` weights and the ``pretrained`` checkpoint (``transfer.start``);
+    what loaded is kept in the run folder, and a run folder that started from something else is refused."""
     from ultralytics import YOLO
 
+    from .transfer import start
+
     state = run_state(run, settings["epochs"])
+    record = run / START_FILE
     if state != "new":
         _check_settings(run, settings, train_args)
-    if state == "done":
-        return "skipped"
-    if state == "partial":
+        began = json.loads(record.read_text()) if record.is_file() else {"pretrained": None, "backbone": None}
+        asked = {"pretrained": pretrained and str(pretrained), "backbone": backbone and str(backbone)}
+        if {k: began.get(k) for k in asked} != asked:
+            raise CompareError(f"run folder {run} started from {began.get('start', 'scratch')}, not from "
+                               f"{asked}. Use another out= folder or delete {run} to retrain it.")
+        if state == "done":
+            return "skipped", began.get("start", "scratch")
         YOLO(run / "weights" / "last.pt").train(resume=True)
-        return "resumed"
-    YOLO(model).train(**settings, **train_args, project=str(run.parent), name=run.name, exist_ok=True,
-                      deterministic=True)
-    return "trained"
+        return "resumed", began.get("start", "scratch")
+    yolo = YOLO(model)
+    began = start(yolo, pretrained, backbone)
+    run.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"start": began, "pretrained": pretrained and str(pretrained),
+                                  "backbone": backbone and str(backbone)}))
+    yolo.train(**settings, **train_args, project=str(run.parent), name=run.name, exist_ok=True, deterministic=True)
+    return "trained", began
 
 
 def validate(run: Path, settings: dict, train_args: dict) -> dict:
@@ -203,16 +235,18 @@ def validate(run: Path, settings: dict, train_args: dict) -> dict:
     return got
 
 
-def variant(model: str, run: Path, settings: dict, train_args: dict) -> tuple[str, dict]:
-    """One variant's whole job, the unit an engine runs: train (or resume, or skip) it, then validate best.pt."""
-    return train_one(model, run, settings, train_args), validate(run, settings, train_args)
+def variant(model: str, run: Path, settings: dict, train_args: dict, pretrained=None, backbone=None) -> tuple:
+    """One variant's whole job, the unit an engine runs: train (or resume, or skip) it, then validate best.pt;
+    returns (what happened to the run, its validation, what it started from)."""
+    state, began = train_one(model, run, settings, train_args, pretrained, backbone)
+    return state, validate(run, settings, train_args), began
 
 
 def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-improve/compare", scale: str = "n",
             epochs: int = 100, imgsz: int = 640, batch: int = 16, seed: int = 0, repeats: int = 20, warmup: int = 3,
             threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
             address: str | None = None, num_cpus: float = 1, num_gpus: float | None = None,
-            **train_args) -> CompareResult:
+            pretrained: str | Path | None = None, backbone: str | Path | None = None, **train_args) -> CompareResult:
     """Train ``models`` (default: stock YOLO11 and every shipped config at ``scale``) on ``data`` with identical
     settings, validate each, measure the deploy form of each best.pt (``bench``) and write table and plot to ``out``.
 
@@ -224,6 +258,11 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     ``num_gpus`` GPUs, on the cluster at ``address`` (or a local Ray); the run folders, the skip/resume/refuse rules
     and the table are the same as with ``engine="local"``. Settings of existing run folders are checked before any
     task starts.
+
+    ``pretrained``: a YOLO checkpoint every variant starts from, by structural transfer (``transfer.py``: OREPA and
+    AKConv rows converted function-preservingly, a swapped backbone's neck and head moved): the recommended ablation,
+    as every row then differs only by the module. ``backbone``: ImageNet weights for the backbone variants, a file or
+    a folder of files named after the variant (``backbone_file``). The table's ``start`` column says what loaded.
     """
     from .engines import check_engine
 
@@ -247,21 +286,28 @@ def _compare(data_yaml: str, specs: dict, out: Path, t0: float, *, epochs, imgsz
     train_args = {"workers": workers, "plots": False, **train_args}
     if device is not None:
         train_args["device"] = device
-    runs, val = {}, {}
+    pretrained = None if isinstance(pretrained, bool) or not pretrained else Path(pretrained).resolve()
+    if pretrained and not pretrained.is_file():
+        raise FileNotFoundError(f"pretrained={pretrained}: no such checkpoint file")
+    weights = {n: backbone_file(spec, backbone) for n, spec in specs.items()}
+    for n, spec in specs.items():
+        if backbone and weights[n] is None and registry.backbone_variant(spec):
+            LOG.warning(f"{n}: no file for {registry.backbone_variant(spec)} in {backbone}")
+    runs, val, starts = {}, {}, {}
     if engine == "ray":
         from .engines import ray_map
 
         for name in specs:  # refuse a mismatched run folder before any GPU time is spent
             if run_state(out / name, epochs) != "new":
                 _check_settings(out / name, settings, train_args)
-        done = ray_map(variant, {n: (s, out / n, settings, train_args) for n, s in specs.items()}, address=address,
-                       num_cpus=num_cpus, num_gpus=num_gpus)
-        runs, val = {n: r[0] for n, r in done.items()}, {n: r[1] for n, r in done.items()}
+        done = ray_map(variant, {n: (s, out / n, settings, train_args, pretrained, weights[n])
+                                 for n, s in specs.items()}, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+        runs, val, starts = ({n: r[k] for n, r in done.items()} for k in range(3))
     for i, (name, spec) in enumerate(specs.items() if engine == "local" else (), 1):
         run, t = out / name, time.perf_counter()
         doing = {"new": "training", "partial": "resuming the interrupted run", "done": "finished run found"}
         LOG.info(f"[{i}/{len(specs)}] {name}: {doing[run_state(run, epochs)]} in {run}")
-        runs[name], val[name] = variant(spec, run, settings, train_args)
+        runs[name], val[name], starts[name] = variant(spec, run, settings, train_args, pretrained, weights[name])
         LOG.info(f"[{i}/{len(specs)}] {name}: {runs[name]} in {time.perf_counter() - t:.0f} s, "
                  f"mAP50-95 {val[name]['map']:.3f}")
     LOG.info(f"measuring the deploy form of {len(specs)} best.pt ({repeats} runs each)")
@@ -271,7 +317,8 @@ def _compare(data_yaml: str, specs: dict, out: Path, t0: float, *, epochs, imgsz
     for r in measured.rows:
         n = r["model"]
         rows.append({"model": n, "map50": val[n]["map50"], "map": val[n]["map"], "epoch_s": epoch_seconds(out / n),
-                     "epochs": epochs_done(out / n), "run": runs[n], **{k: v for k, v in r.items() if k != "model"}})
+                     "epochs": epochs_done(out / n), "run": runs[n],
+                     "start": starts[n], **{k: v for k, v in r.items() if k != "model"}})
     meta = {**measured.meta, "data": data_yaml, "epochs": epochs, "train_imgsz": imgsz, "batch": batch, "seed": seed,
             "deterministic": True, "train_args": train_args, "engine": engine,
             "wall_s": round(time.perf_counter() - t0, 1)}

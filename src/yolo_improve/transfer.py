@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 __all__ = ["LayerReport", "TransferReport", "transfer", "align", "copy_norm_settings", "needs_alignment",
-           "unfreeze_after", "warm_start"]
+           "unfreeze_after", "warm_start", "start"]
 
 
 @dataclass
@@ -243,20 +243,32 @@ def unfreeze_after(model, epochs: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
+def start(yolo, weights=None, backbone=None, *, verbose: bool = True) -> str:
+    """Put backbone weights (``yolo_improve.pretrained``) and then a YOLO checkpoint (structural ``transfer``) into
+    the ``YOLO`` object ``yolo``, which ``train()`` then starts from; returns what was loaded, in one line
+    (``scratch`` when nothing was asked), for tables and logs."""
+    done = []
+    if backbone:
+        from .pretrained import load_backbone
+
+        b = load_backbone(yolo, backbone, verbose=verbose)
+        done.append(f"{b.source} (backbone {len(b.loaded)}/{len(b.loaded) + len(b.missing) + len(b.mismatched)})")
+    if weights:
+        r = transfer(yolo, weights, verbose=verbose)
+        done.insert(0, f"{Path(str(weights)).name} ({r.loaded}/{r.total})")
+    return " + ".join(done) or "scratch"
+
+
 def warm_start(model: str, weights: str | None = None, backbone: str | None = None, save: str | None = None,
                verbose: bool = True) -> Path:
-    """Build ``model``, put backbone weights (``yolo_improve.pretrained``) and a YOLO checkpoint into it, log the
-    reports and save it as a checkpoint to train from (``yolo train model=SAVE data=...``); returns the path.
+    """Build ``model``, put backbone weights and a YOLO checkpoint into it (``start``), log the reports and save it as
+    a checkpoint to train from (``yolo train model=SAVE data=...``); returns the path.
     ``yolo-improve transfer model=CFG weights=W.pt [backbone=FILE|TAG] [save=OUT.pt]`` runs this."""
     from ultralytics import YOLO
 
     yolo = YOLO(model)
-    if backbone:
-        from .pretrained import load_backbone
-
-        load_backbone(yolo, backbone, verbose=verbose)
-    if weights:
-        transfer(yolo, weights, verbose=verbose)
+    start(yolo, weights, backbone, verbose=verbose)
     path = Path(save or f"{Path(model).stem}-warm.pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
     yolo.save(path)
     return path

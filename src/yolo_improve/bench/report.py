@@ -68,6 +68,7 @@ COMPARE_TABLE = [
     ("GFLOPs", cell("gflops_deploy", ".2f", ratio=True)),
     ("deploy latency ms", cell("lat_deploy_ms", ".1f", spread="lat_deploy_iqr_ms", ratio=True)),
     ("s/epoch", cell("epoch_s", ".1f")),
+    ("start", lambda r: r.get("start") or "scratch"),
 ]
 
 
@@ -139,11 +140,12 @@ def _style(rows: list[dict], baseline: str) -> dict[str, dict]:
     markers, colours = "osD^vP<>Xh", [f"C{i}" for i in range(10) if i != 3]  # C3 (red) is the baseline's
     out, k = {}, 0
     for r in rows:
+        start = f", from {r['start']}" if r.get("start", "scratch") != "scratch" else ""  # compare's start column
         if r["model"] == baseline:
-            out[r["model"]] = dict(marker="*", color="C3", ms=14, label=f"{r['model']} (baseline)")
+            out[r["model"]] = dict(marker="*", color="C3", ms=14, label=f"{r['model']} (baseline{start})")
         else:
             out[r["model"]] = dict(marker=markers[k % len(markers)], color=colours[k % len(colours)], ms=8,
-                                   label=r["model"])
+                                   label=f"{r['model']}{start}")
             k += 1
     return out
 

@@ -74,7 +74,7 @@ def _scale_width(d: dict) -> float:
     scales = d.get("scales")
     if not scales:
         return 1.0
-    scale = d.get("scale") or next(iter(scales))
+    scale = registry.yaml_scale(d)
     return registry.SCALE_WIDTH.get(scale, float(scales[scale][1]) if scale in scales else 1.0)
 
 
@@ -83,8 +83,7 @@ def _max_channels(d: dict) -> float:
     scales = d.get("scales")
     if not scales:
         return math.inf
-    scale = d.get("scale") or next(iter(scales))
-    row = scales.get(scale) or []
+    row = scales.get(registry.yaml_scale(d)) or []
     return float(row[2]) if len(row) > 2 else math.inf
 
 
@@ -139,7 +138,8 @@ def parse_model(d, ch, verbose=True):
             origin.append(row)
         else:
             try:
-                backbone = entry.build(ch, *row[3], width=_scale_width(d), max_channels=_max_channels(d))
+                backbone = entry.build(ch, *row[3], width=_scale_width(d), max_channels=_max_channels(d),
+                                       scale=registry.yaml_scale(d))
                 _check_backbone(backbone, ch)
             except ModelYAMLError:
                 raise

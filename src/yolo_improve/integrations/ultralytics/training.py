@@ -101,10 +101,15 @@ def load(self, weights, verbose=True):
     return out
 
 
-def train(self, *args, **kwargs):
+def train(self, *args, backbone=None, **kwargs):
     """``Model.train`` that starts from the in-memory model when yolo-improve put weights into it: without a
     checkpoint Ultralytics would rebuild it from YAML (both 8.3 and 8.4 reuse ``self.model`` when ``self.ckpt`` is
-    set)."""
+    set). ``backbone=`` (ours) loads ImageNet backbone weights first (``pretrained.load_backbone``, which logs what
+    loaded)."""
+    if backbone:
+        from ...pretrained import load_backbone
+
+        load_backbone(self, backbone)
     if not self.ckpt and isinstance(self.model, nn.Module) and self.model in _WARM:
         self.ckpt = {"model": self.model}
     return _STOCK["ultralytics.engine.model.train"](self, *args, **_dataset_folder(kwargs, self.task))

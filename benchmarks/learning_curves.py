@@ -1,0 +1,193 @@
+"""Learning curves: why a backbone does or does not learn, measured as mAP per epoch against YOLO11n.
+
+Each experiment is a model (a shipped config, or one with its backbone row changed) plus at most one change to the
+training (a suspect: BatchNorm settings, weight decay, learning rate, warm-up). Every run uses the same recipe,
+validates every epoch and runs in its own process (the suspects patch classes). The table gives mAP50-95 at a few
+epochs, the final mAP50, params and GFLOPs (training form, at imgsz 640), and the mean |layer scale| of UniRepLKNet
+blocks at the end (how far its residual branches have opened from their 1e-6 init).
+
+Recipe (fixed, documented): coco128's person class (``coco128_subsets.subset``: the 61 images with a person, 254
+boxes, the other classes removed), held-in (train == val: the curves show how fast each model fits the data, not generalisation),
+imgsz 160, batch 8, AdamW lr0 0.002 (``optimizer=auto`` picks AdamW with an lr from the class count), Ultralytics'
+warm-up (3 epochs, at least 100 iterations), mosaic off, seed 0, deterministic, CPU, 1 thread per run.
+
+    python benchmarks/learning_curves.py [--only yolo11n,unirep_x025,...] [--epochs 30] [--out runs/curves] [--jobs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+RECIPE = dict(imgsz=160, batch=8, workers=0, device="cpu", optimizer="AdamW", lr0=0.002, mosaic=0.0, cache=True,
+              plots=False, seed=0, deterministic=True, exist_ok=True, verbose=False)
+
+
+def _row(cfg: str, row: list) -> dict:
+    """A shipped config (``yolo11n-unireplknet.yaml``) with its backbone row replaced, scale kept."""
+    import yaml
+
+    from yolo_improve.integrations.ultralytics import CFG_DIR
+
+    stem = Path(cfg).stem
+    scale = stem[6]
+    d = yaml.safe_load(next(CFG_DIR.rglob(stem.replace(f"yolo11{scale}", "yolo11", 1) + ".yaml")).read_text())
+    d["backbone"][0] = row
+    d["scale"] = scale
+    return d
+
+
+# name -> (model: YAML name, or (YAML name, backbone row)), train overrides, suspect)
+EXPERIMENTS = {
+    "yolo11n": ("yolo11n.yaml", {}, None),
+    "unirep_a_x0.25": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, None),
+    "unirep_a_x1.0": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [1.0]]), {}, None),
+    "unirep_a_x0.25_bn-torch": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, "bn_torch"),
+    "unirep_a_x0.25_ls-no-wd": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, "ls_no_wd"),
+    "unirep_a_x0.25_no-warmup": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]),
+                                 {"warmup_epochs": 0}, None),
+    "yolo11n_no-warmup": ("yolo11n.yaml", {"warmup_epochs": 0}, None),
+    "unirep_a_x0.25_ls0.1": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, "ls_0.1"),
+    "unirep_a_x1.0_bn-torch": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [1.0]]), {}, "bn_torch"),
+    "repvit_m0_9_x0.25": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [0.25]]), {}, None),
+    "repvit_m0_9_x1.0": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [1.0]]), {}, None),
+    "convnextv2_atto_x0.25": (("yolo11n-convnextv2.yaml", [-1, 1, "convnextv2_atto", [0.25]]), {}, None),
+    "convnextv2_atto_x1.0": (("yolo11n-convnextv2.yaml", [-1, 1, "convnextv2_atto", [1.0]]), {}, None),
+    "convnextv2_atto_x1.0_bn-torch": (("yolo11n-convnextv2.yaml", [-1, 1, "convnextv2_atto", [1.0]]), {},
+                                      "bn_torch"),
+}
+CHECKPOINTS = (5, 10, 15, 20, 30)
+
+
+def _suspect(name: str | None) -> None:
+    """Apply one suspect change for this process (classes are patched, so every rebuild of the model has it)."""
+    if name is None:
+        return
+    from torch import nn
+    from ultralytics.nn import tasks
+
+    from yolo_improve.backbones import unireplknet
+
+    if name == "bn_torch":  # keep PyTorch's BN eps 1e-5 / momentum 0.1 in the backbone (the official recipe)
+        stock = tasks.initialize_weights
+
+        def initialize_weights(model):
+            stock(model)
+            for m in model.model[0].modules() if hasattr(model, "model") else ():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eps, m.momentum = 1e-5, 0.1
+
+        tasks.initialize_weights = initialize_weights
+    elif name == "ls_no_wd":  # the layer scale out of weight decay (honoured by the integration's optimizer groups)
+        unireplknet.UniRepLKNetBlock.no_weight_decay = True
+    elif name.startswith("ls_"):  # another layer-scale init
+        init = unireplknet.UniRepLKNetBlock.__init__
+        value = float(name[3:])
+        unireplknet.UniRepLKNetBlock.__init__ = lambda self, dim, k, dp=0.0, ls=1e-6: init(self, dim, k, dp, value)
+    else:
+        raise ValueError(f"unknown suspect {name}")
+
+
+def run_one(name: str, epochs: int, out: Path) -> dict:
+    import torch
+    from ultralytics import YOLO
+
+    import yolo_improve  # noqa: F401
+    from yolo_improve.bench.runner import gflops, n_params
+
+    spec, overrides, suspect = EXPERIMENTS[name]
+    _suspect(suspect)
+    if isinstance(spec, tuple):
+        import yaml
+
+        path = out / "cfg" / f"{Path(spec[0]).stem}-{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(_row(*spec)))
+        spec = str(path)
+    torch.manual_seed(0)
+    model = YOLO(spec)
+    info = {"params_M": n_params(model.model) / 1e6, "gflops_640": gflops(model.model, 640)}
+    if hasattr(model.model.model[0], "channels"):
+        info["widths"] = list(model.model.model[0].channels)
+    t = time.time()
+    model.train(data=str(out / "data" / "coco128-person"), epochs=epochs, project=str(out), name=name, **{**RECIPE, **overrides})
+    info["train_s"] = round(time.time() - t, 1)
+    scales = [m.layer_scale.abs().mean().item() for m in model.trainer.model.modules()
+              if getattr(m, "layer_scale", None) is not None]
+    info["layer_scale"] = sum(scales) / len(scales) if scales else None
+    return info
+
+
+def curve(run: Path) -> list[tuple[float, float]]:
+    with (run / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh, skipinitialspace=True))
+    return [(float(r["metrics/mAP50(B)"]), float(r["metrics/mAP50-95(B)"])) for r in rows]
+
+
+def table(names: list[str], out: Path) -> str:
+    head = ["experiment", "backbone widths", "params M", "GFLOPs", "mean layer scale", "train s"]
+    lines, eps = [], None
+    for n in names:
+        f = out / n / "yolo_improve_curve.json"
+        if not f.is_file():
+            continue
+        info = json.loads(f.read_text())
+        c = curve(out / n)
+        eps = [e for e in CHECKPOINTS if e <= len(c)]
+        ls = "-" if info.get("layer_scale") is None else f"{info['layer_scale']:.3g}"
+        lines.append([n, "/".join(map(str, info.get("widths", []))) or "-", f"{info['params_M']:.2f}",
+                      f"{info['gflops_640']:.1f}", ls, f"{info['train_s']:.0f}"]
+                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}"])
+    if not lines:
+        return ""
+    head += [f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final"]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *lines])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(EXPERIMENTS))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--out", default="runs/curves")
+    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (each in its own process)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    out = Path(a.out).resolve()
+    if a.one:
+        info = run_one(a.one, a.epochs, out)
+        (out / a.one / "yolo_improve_curve.json").write_text(json.dumps(info))
+        return
+    names = [n for n in a.only.split(",") if n]
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise SystemExit(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+    from coco128_subsets import subset
+
+    subset(out / "data" / "coco128-person", classes=(0,), only_with=True)
+    todo = [n for n in names if not (out / n / "yolo_improve_curve.json").is_file()]
+    running: list[subprocess.Popen] = []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    while todo or running:
+        while todo and len(running) < a.jobs:
+            n = todo.pop(0)
+            (out / n).mkdir(parents=True, exist_ok=True)
+            log = (out / f"{n}.log").open("w")
+            running.append(subprocess.Popen([sys.executable, __file__, "--one", n, "--epochs", str(a.epochs),
+                                             "--out", str(out)], stdout=log, stderr=subprocess.STDOUT, env=env))
+        time.sleep(2)
+        running = [p for p in running if p.poll() is None]
+    print(table(names, out))
+
+
+if __name__ == "__main__":
+    main()
