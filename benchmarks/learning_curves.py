@@ -11,7 +11,12 @@ boxes, the other classes removed), held-in (train == val: the curves show how fa
 imgsz 160, batch 8, AdamW lr0 0.002 (``optimizer=auto`` picks AdamW with an lr from the class count), Ultralytics'
 warm-up (3 epochs, at least 100 iterations), mosaic off, seed 0, deterministic, CPU, 1 thread per run.
 
-    python benchmarks/learning_curves.py [--only yolo11n,unirep_x025,...] [--epochs 30] [--out runs/curves] [--jobs 1]
+``--fit``: the cheap form: the first 32 of the 61 images only (4 iterations per epoch), no per-epoch validation:
+how fast each model fits a few images (optimisation, not data); the table then gives the training loss (box + cls +
+dfl, mean over the epoch) at a few epochs and the final mAP50 on all 61 images.
+
+    python benchmarks/learning_curves.py [--only yolo11n,unirep_a_x0.25,...] [--epochs 30] [--fit]
+        [--out runs/curves] [--jobs 1]
 """
 
 from __future__ import annotations
@@ -98,7 +103,7 @@ def _suspect(name: str | None) -> None:
         raise ValueError(f"unknown suspect {name}")
 
 
-def run_one(name: str, epochs: int, out: Path) -> dict:
+def run_one(name: str, epochs: int, out: Path, fit_only: bool = False) -> dict:
     import torch
     from ultralytics import YOLO
 
@@ -120,7 +125,9 @@ def run_one(name: str, epochs: int, out: Path) -> dict:
     if hasattr(model.model.model[0], "channels"):
         info["widths"] = list(model.model.model[0].channels)
     t = time.time()
-    model.train(data=str(out / "data" / "coco128-person"), epochs=epochs, project=str(out), name=name, **{**RECIPE, **overrides})
+    fit = dict(fraction=32 / 61, val=False) if fit_only else {}
+    model.train(data=str(out / "data" / "coco128-person"), epochs=epochs, project=str(out), name=name,
+                **{**RECIPE, **fit, **overrides})
     info["train_s"] = round(time.time() - t, 1)
     scales = [m.layer_scale.abs().mean().item() for m in model.trainer.model.modules()
               if getattr(m, "layer_scale", None) is not None]
@@ -128,13 +135,16 @@ def run_one(name: str, epochs: int, out: Path) -> dict:
     return info
 
 
-def curve(run: Path) -> list[tuple[float, float]]:
+def curve(run: Path) -> list[tuple[float, float, float]]:
+    """(mAP50, mAP50-95, training loss) per epoch."""
     with (run / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh, skipinitialspace=True))
-    return [(float(r["metrics/mAP50(B)"]), float(r["metrics/mAP50-95(B)"])) for r in rows]
+    loss = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
+    return [(float(r["metrics/mAP50(B)"]), float(r["metrics/mAP50-95(B)"]), sum(float(r[k]) for k in loss))
+            for r in rows]
 
 
-def table(names: list[str], out: Path) -> str:
+def table(names: list[str], out: Path, fit_only: bool = False) -> str:
     head = ["experiment", "backbone widths", "params M", "GFLOPs", "mean layer scale", "train s"]
     lines, eps = [], None
     for n in names:
@@ -143,14 +153,14 @@ def table(names: list[str], out: Path) -> str:
             continue
         info = json.loads(f.read_text())
         c = curve(out / n)
-        eps = [e for e in CHECKPOINTS if e <= len(c)]
         ls = "-" if info.get("layer_scale") is None else f"{info['layer_scale']:.3g}"
+        eps = [e for e in (CHECKPOINTS if not fit_only else (1, 5, 10, 15, 20, 25)) if e <= len(c)]
         lines.append([n, "/".join(map(str, info.get("widths", []))) or "-", f"{info['params_M']:.2f}",
                       f"{info['gflops_640']:.1f}", ls, f"{info['train_s']:.0f}"]
-                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}"])
+                     + [f"{c[e - 1][2 if fit_only else 1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}"])
     if not lines:
         return ""
-    head += [f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final"]
+    head += [f"loss ep{e}" if fit_only else f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final"]
     return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *lines])
 
 
@@ -160,11 +170,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--out", default="runs/curves")
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (each in its own process)")
+    ap.add_argument("--fit", dest="fit_only", action="store_true", help="fit 32 images, no per-epoch val")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     out = Path(a.out).resolve()
     if a.one:
-        info = run_one(a.one, a.epochs, out)
+        info = run_one(a.one, a.epochs, out, a.fit_only)
         (out / a.one / "yolo_improve_curve.json").write_text(json.dumps(info))
         return
     names = [n for n in a.only.split(",") if n]
@@ -182,11 +193,12 @@ def main() -> None:
             n = todo.pop(0)
             (out / n).mkdir(parents=True, exist_ok=True)
             log = (out / f"{n}.log").open("w")
-            running.append(subprocess.Popen([sys.executable, __file__, "--one", n, "--epochs", str(a.epochs),
-                                             "--out", str(out)], stdout=log, stderr=subprocess.STDOUT, env=env))
+            cmd = [sys.executable, __file__, "--one", n, "--epochs", str(a.epochs), "--out", str(out)]
+            running.append(subprocess.Popen(cmd + ["--fit"] * a.fit_only, stdout=log,
+                                            stderr=subprocess.STDOUT, env=env))
         time.sleep(2)
         running = [p for p in running if p.poll() is None]
-    print(table(names, out))
+    print(table(names, out, a.fit_only))
 
 
 if __name__ == "__main__":

@@ -208,6 +208,11 @@ def train_one(model: str, run: Path, settings: dict, train_args: dict, pretraine
         YOLO(run / "weights" / "last.pt").train(resume=True)
         return "resumed", began.get("start", "scratch")
     yolo = YOLO(model)
+    nc = len(yaml.safe_load(Path(settings["data"]).read_text())["names"])
+    if (pretrained or backbone) and yolo.model.yaml.get("nc") != nc:  # load into the head the trainer will keep
+        from ultralytics.nn.tasks import DetectionModel
+
+        yolo.model = DetectionModel(yolo.model.yaml, nc=nc, verbose=False)
     began = start(yolo, pretrained, backbone)
     run.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"start": began, "pretrained": pretrained and str(pretrained),

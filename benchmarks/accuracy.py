@@ -1,0 +1,73 @@
+"""Accuracy benchmark: YOLO11n and every shipped config at scale n, trained the same way on real data, one table.
+
+A fixed recipe, so that rows from different days compare: ``yolo_improve.compare`` (identical data, epochs, imgsz,
+batch, seed, deterministic; params, GFLOPs and latency of the deploy form measured in the same run) on coco128's
+person class (``coco128_subsets.subset``), AdamW lr0 0.002, mosaic off, CPU.
+
+- ``--split heldout`` (default): the 61 coco128 images with a person, the last 16 (sorted by name) held out for
+  validation, the other 45 for training; ``--split heldin`` trains and validates on all 61 (how fast a model fits).
+- ``--base-epochs N`` (> 0): first train YOLO11n N epochs on the train split, then start every variant from it
+  (``compare(pretrained=...)``: OREPA and AKConv converted function-preservingly, swapped backbones get the neck and
+  head); the table's ``start`` column says what each run loaded. 0: every variant from scratch.
+- ``--backbone FOLDER``: ImageNet weights for the backbone variants (files named after the variant).
+
+    python benchmarks/accuracy.py [--epochs 30] [--base-epochs 0] [--split heldout] [--imgsz 160] [--batch 8]
+        [--models baseline,orepa,...] [--backbone DIR] [--out runs/accuracy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+RECIPE = dict(optimizer="AdamW", lr0=0.002, mosaic=0.0, seed=0, workers=0, device="cpu", repeats=20, threads=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--base-epochs", type=int, default=0)
+    ap.add_argument("--split", choices=("heldout", "heldin"), default="heldout")
+    ap.add_argument("--imgsz", type=int, default=160)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--models", default=None)
+    ap.add_argument("--backbone", default=None)
+    ap.add_argument("--out", default="runs/accuracy")
+    a = ap.parse_args()
+
+    import logging
+
+    from coco128_subsets import subset
+    from ultralytics import YOLO
+
+    import yolo_improve  # noqa: F401
+    from yolo_improve.compare import compare
+
+    logging.getLogger("yolo_improve").addHandler(logging.StreamHandler(sys.stdout))
+    logging.getLogger("yolo_improve").setLevel(logging.INFO)
+    out = Path(a.out).resolve()
+    data = subset(out / "data" / f"coco128-person-{a.split}", classes=(0,), only_with=True,
+                  val=16 if a.split == "heldout" else None)
+    train = {k: v for k, v in RECIPE.items() if k not in ("repeats", "threads")}
+    pretrained = None
+    if a.base_epochs:
+        base = out / f"base-yolo11n-{a.split}-{a.base_epochs}ep"
+        if not (base / "weights" / "last.pt").is_file():
+            YOLO("yolo11n.yaml").train(data=str(data), epochs=a.base_epochs, imgsz=a.imgsz, batch=a.batch,
+                                       project=str(base.parent), name=base.name, exist_ok=True, plots=False,
+                                       deterministic=True, verbose=False, **train)
+        pretrained = base / "weights" / "last.pt"
+    run = out / f"{a.split}-{a.epochs}ep-{'warm' if pretrained else 'scratch'}"
+    result = compare(data, a.models, out=run, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, pretrained=pretrained,
+                     backbone=a.backbone, **RECIPE)
+    print(f"\n{result.markdown()}\n\n{result.describe()}\ndata: {data} ({a.split}); table: {result.paths['md']}")
+
+
+if __name__ == "__main__":
+    main()
