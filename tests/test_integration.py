@@ -41,15 +41,17 @@ def test_every_shipped_yaml_builds_and_runs_at_every_scale(cfg, scale):
     assert torch.isfinite(y).all()
 
 
-def test_backbone_variant_follows_scale_at_full_width_unless_given():
-    n = YOLO("yolo11n-repvit.yaml").model.model[0]  # the family row: a published variant per scale
+def test_family_rows_build_a_published_variant_per_scale_named_rows_follow_the_multiplier():
+    n = YOLO("yolo11n-repvit.yaml").model.model[0]  # the family row: a published variant per scale, full width
     s = YOLO("yolo11s-repvit.yaml").model.model[0]
     assert n.channels == [48, 96, 192, 384]  # repvit_m0_9
     assert s.channels == [56, 112, 224, 448]  # repvit_m1_0
+    x = registry.get("convnextv2").build(3, scale="x", width=1.5, max_channels=512)  # not shrunk, not capped
+    assert x.channels == [96, 192, 384, 768]  # convnextv2_tiny, as its ImageNet weights
     seed = YOLO(SEEDS / "yolo11-RepViT.yaml").model.model[0]  # the seed gives 0.5 explicitly (scale n)
     assert seed.channels == [24, 40, 80, 160]
-    seed = YOLO(SEEDS / "yolo11-UniRepLKNet.yaml").model.model[0]  # unireplknet_a, []: full width, as the seeds'
-    assert seed.channels == [40, 80, 160, 320]  # implementation builds it
+    seed = YOLO(SEEDS / "yolo11-UniRepLKNet.yaml").model.model[0]  # unireplknet_a, []: the scale's 0.25
+    assert seed.channels == [16, 24, 40, 80]
 
 
 @pytest.mark.parametrize("seed,backbone", SEED_SYSTEMS.items())
@@ -77,6 +79,8 @@ def test_seed_configs_build_with_head_on_p3_p4_p5(seed, backbone):
 def test_every_registered_backbone_declares_its_real_channels(name):
     if name == "TimmBackbone":
         m = registry.get(name).build(3, "resnet18")
+    elif name in registry.SCALE_VARIANTS:  # a family row: the published variant of the scale
+        m = registry.get(name).build(3, scale="n")
     else:
         m = registry.get(name).build(3, 0.25)
     outs = m.eval()(torch.zeros(1, 3, 64, 64))
