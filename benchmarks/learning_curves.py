@@ -7,8 +7,8 @@ epochs, the final mAP50, params and GFLOPs (training form, at imgsz 640), and th
 blocks at the end (how far its residual branches have opened from their 1e-6 init).
 
 Recipe (fixed, documented): coco128's person class (``coco128_subsets.subset``: the 61 images with a person, 254
-boxes, the other classes removed), held-in (train == val: the curves show how fast each model fits the data, not generalisation),
-imgsz 160, batch 8, AdamW lr0 0.002 (``optimizer=auto`` picks AdamW with an lr from the class count), Ultralytics'
+boxes, the other classes removed), held-in (train == val: the curves show how fast each model fits the data, not
+generalisation), imgsz 160, batch 8, AdamW lr0 0.002 (``optimizer=auto`` picks AdamW with an lr from the class count), Ultralytics'
 warm-up (3 epochs, at least 100 iterations), mosaic off, seed 0, deterministic, CPU, 1 thread per run.
 
 ``--fit``: the cheap form: the first 32 of the 61 images only (4 iterations per epoch), no per-epoch validation:

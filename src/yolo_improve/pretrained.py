@@ -11,9 +11,10 @@ Layouts read:
 - yolo-improve: a state dict of our own backbone module.
 
 ImageNet weights fit a variant at full width: the shipped configs at every scale (a published variant per scale) and
-any named variant without a multiplier; a shrunk width (``[-1, 1, repvit_m0_9, [0.5]]``) loads nothing and says so. The BatchNorm eps/momentum the weights were trained with (PyTorch's 1e-5/0.1 in timm and the
-official code) replace the 1e-3/0.03 that Ultralytics' ``initialize_weights`` sets; Ultralytics' later rebuilds keep
-them (the integration copies them with the tensors).
+any named variant without a multiplier; a shrunk width (``[-1, 1, repvit_m0_9, [0.5]]``) loads nothing and says so.
+The BatchNorm eps/momentum the weights were trained with (PyTorch's 1e-5/0.1 in timm and the official code) replace
+the 1e-3/0.03 that Ultralytics' ``initialize_weights`` sets; Ultralytics' later rebuilds keep them (the integration
+copies them with the tensors).
 """
 
 from __future__ import annotations

@@ -152,7 +152,9 @@ def backbone_variant(model) -> str | None:
     entry = get(row[2]) if isinstance(row, list) and len(row) > 2 and isinstance(row[2], str) else None
     if entry is None or entry.kind != "backbone" or entry.name == "TimmBackbone":
         return None
-    return f"{entry.name}_{scale_variant(entry.name, yaml_scale(model))}" if entry.name in SCALE_VARIANTS else entry.name
+    if entry.name in SCALE_VARIANTS:
+        return f"{entry.name}_{scale_variant(entry.name, yaml_scale(model))}"
+    return entry.name
 
 
 def yaml_scale(d: dict) -> str | None:
