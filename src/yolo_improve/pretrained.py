@@ -11,7 +11,7 @@ Layouts read:
 - yolo-improve: a state dict of our own backbone module.
 
 ImageNet weights fit a variant at full width: the shipped configs at every scale (a published variant per scale) and
-any named variant without a multiplier; a shrunk width (``[-1, 1, repvit_m0_9, [0.5]]``) loads nothing and says so.
+a named variant at multiplier 1.0; a shrunk width (``[-1, 1, repvit_m0_9, [0.5]]``) loads nothing and says so.
 The BatchNorm eps/momentum the weights were trained with (PyTorch's 1e-5/0.1 in timm and the official code) replace
 the 1e-3/0.03 that Ultralytics' ``initialize_weights`` sets; Ultralytics' later rebuilds keep them (the integration
 copies them with the tensors).
@@ -220,7 +220,8 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
     report.unexpected = dropped + [k for k in src if k not in used]
     if not report.loaded:
         raise ValueError(f"{report}\nnothing fits this backbone: check the variant and width (ImageNet weights fit "
-                         "the full-width variant: multiplier-1.0 row, e.g. [-1, 1, repvit_m0_9, []])")
+                         "the full-width variant: a family row [-1, 1, repvit, []] or the multiplier-1.0 row "
+                         "[-1, 1, repvit_m0_9, [1.0]])")
     if strict and (report.missing or report.mismatched):
         raise ValueError(str(report))
     eps, momentum = BN_TRAINED
