@@ -282,11 +282,13 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     with locked(out):
         return _compare(data_yaml, specs, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed,
                         repeats=repeats, warmup=warmup, threads=threads, device=device, workers=workers, engine=engine,
-                        address=address, num_cpus=num_cpus, num_gpus=num_gpus, **train_args)
+                        address=address, num_cpus=num_cpus, num_gpus=num_gpus, pretrained=pretrained,
+                        backbone=backbone, **train_args)
 
 
 def _compare(data_yaml: str, specs: dict, out: Path, t0: float, *, epochs, imgsz, batch, seed, repeats, warmup,
-             threads, device, workers, engine, address, num_cpus, num_gpus, **train_args) -> CompareResult:
+             threads, device, workers, engine, address, num_cpus, num_gpus, pretrained, backbone,
+             **train_args) -> CompareResult:
     settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed}
     train_args = {"workers": workers, "plots": False, **train_args}
     if device is not None:
