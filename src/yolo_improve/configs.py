@@ -28,7 +28,7 @@ __all__ = ["FAMILIES", "TASKS", "SYSTEMS", "NAME", "compose", "resolve", "names"
 
 FAMILIES = {"26": "26/yolo26", "11": "11/yolo11", "v8": "v8/yolov8"}  # stock YAML per family, under cfg/models
 TASKS = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
-SYSTEMS = {"repvit": "repvit_m0_9", "convnextv2": "convnextv2_atto", "unireplknet": "unireplknet_a",
+SYSTEMS = {"repvit": "repvit", "convnextv2": "convnextv2", "unireplknet": "unireplknet",  # per-scale published variants
            "orepa": "OREPA", "akconv": "AKConv"}
 NAME = re.compile(r"^yolo(26|11|v8)([nslmx])?(-seg|-pose|-obb|-cls)?-(repvit|convnextv2|unireplknet|orepa|akconv)"
                   r"\.yaml$")
