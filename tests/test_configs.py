@@ -41,7 +41,7 @@ def test_every_config_at_every_scale_builds_by_bare_name(scale):
 def test_yolo26_keeps_its_end_to_end_head_and_reg_max():
     d = configs.compose("yolo26n-pose-repvit.yaml")
     assert d["end2end"] is True and d["reg_max"] == 1 and d["kpt_shape"] == [17, 3]
-    assert d["backbone"][0] == [-1, 1, "repvit_m0_9", []]
+    assert d["backbone"][0] == [-1, 1, "repvit", []]
     assert d["head"][1] == [[-1, 3], 1, "Concat", [1]] and d["head"][-1][0] == [12, 15, 18]
     cls = configs.compose("yolov8-cls-convnextv2.yaml")
     assert cls["backbone"] == [[-1, 1, "convnextv2_atto", []]] and cls["head"] == [[-1, 1, "Classify", ["nc"]]]
