@@ -44,7 +44,7 @@ def test_yolo26_keeps_its_end_to_end_head_and_reg_max():
     assert d["backbone"][0] == [-1, 1, "repvit", []]
     assert d["head"][1] == [[-1, 3], 1, "Concat", [1]] and d["head"][-1][0] == [12, 15, 18]
     cls = configs.compose("yolov8-cls-convnextv2.yaml")
-    assert cls["backbone"] == [[-1, 1, "convnextv2_atto", []]] and cls["head"] == [[-1, 1, "Classify", ["nc"]]]
+    assert cls["backbone"] == [[-1, 1, "convnextv2", []]] and cls["head"] == [[-1, 1, "Classify", ["nc"]]]
     akconv = configs.compose("yolo26-obb-akconv.yaml")
     rows = akconv["backbone"] + akconv["head"]
     assert [i for i, r in enumerate(rows) if r[2] == "AKConv"] == [5, 7, 20]
