@@ -3,9 +3,12 @@
 The plain ``yolo`` CLI and Ultralytics' DDP child processes never import our package, yet they build models from
 YAMLs and checkpoints that name our modules. Importing the whole package at every interpreter start would cost
 seconds, so this file only arms a one-shot import hook: the moment ``ultralytics.nn.tasks`` has been executed, it
-imports ``yolo_improve`` (which installs the integration). Processes that never touch Ultralytics pay nothing.
+imports ``yolo_improve`` (which installs the integration). Processes that never touch Ultralytics pay nothing, and
+those that do pay little: the package loads timm, the backbones and the layers only when a model needs them.
+``YOLO_IMPROVE_HOOK=0`` disarms the hook (``benchmarks/import_time.py`` compares the two).
 """
 
+import os
 import sys
 
 _TARGET = "ultralytics.nn.tasks"
@@ -34,5 +37,5 @@ class _ImportHook:
         return spec
 
 
-if _TARGET not in sys.modules and _ImportHook not in sys.meta_path:
+if os.environ.get("YOLO_IMPROVE_HOOK", "1") != "0" and _TARGET not in sys.modules and _ImportHook not in sys.meta_path:
     sys.meta_path.insert(0, _ImportHook)

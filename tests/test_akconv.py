@@ -299,9 +299,9 @@ def test_optimizer_puts_offset_conv_in_its_own_groups_at_lr_scale(name):
     from ultralytics.engine.trainer import BaseTrainer
     from ultralytics.nn.modules import Conv
 
-    from yolo_improve.integrations.ultralytics.training import patch_late
+    from yolo_improve.integrations.ultralytics import apply_pending
 
-    patch_late()  # normally done when the first model is built from YAML
+    apply_pending()  # normally done when the first model is built from YAML
     model = torch.nn.Sequential(Conv(3, 8, 3), AKConv(8, 16, 5, 2), AKConv(16, 16, 3, 1, offset_lr_scale=0.5))
     fake = SimpleNamespace(args=SimpleNamespace(lr0=0.02, momentum=0.9, warmup_bias_lr=0.1, optimizer=name),
                            data={"nc": 3})

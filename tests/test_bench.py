@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yolo_improve.bench import bench, measure, resolve_models, variants
-from yolo_improve.integrations.ultralytics import CFG_DIR
+from yolo_improve.registry import CFG_DIR
 
 COLUMNS = ["model", "params_train", "params_deploy", "gflops_train", "gflops_deploy", "lat_train_ms",
            "lat_train_iqr_ms", "lat_deploy_ms", "lat_deploy_iqr_ms", "lat_onnx_ms", "lat_onnx_iqr_ms",

@@ -158,41 +158,7 @@ def test_everything_runs_with_the_network_cut(sample, tmp_path):
     assert "network attempts: 0" in r.stdout
 
 
-# ------------------------------------------------------------------------------------------------- numerics
-def _modules():
-    for e in registry.REGISTRY.values():
-        if e.kind == "conv":
-            yield e.name, e.build(8, 16, 3) if e.name == "AKConv" else e.build(8, 16, 3, 2)
-        elif e.name in ("repvit_m0_6", "convnextv2_atto", "unireplknet_a"):
-            yield e.name, e.build(3, 0.25)
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("name,module", list(_modules()), ids=[n for n, _ in _modules()])
-def test_forward_backward_finite_under_autocast(name, module, dtype):
-    torch.manual_seed(0)
-    c1 = 3 if registry.get(name).kind == "backbone" else 8
-    x = (torch.randn(2, c1, 64, 64) * 4).requires_grad_()
-    module.train()
-    with torch.autocast("cpu", dtype=dtype):
-        y = module(x)
-    outs = y if isinstance(y, (list, tuple)) else [y]
-    assert all(torch.isfinite(o.float()).all() for o in outs)
-    sum(o.float().square().mean() for o in outs).backward()
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads) and torch.isfinite(x.grad).all()
-
-
-@pytest.mark.parametrize("name,module", list(_modules()), ids=[n for n, _ in _modules()])
-def test_half_model_inference_is_finite(name, module):
-    """What Ultralytics does for fp16 validation and export: the whole module in half precision."""
-    c1 = 3 if registry.get(name).kind == "backbone" else 8
-    module.eval().half()
-    with torch.no_grad():
-        y = module((torch.randn(1, c1, 96, 96) * 4).half())
-    assert all(torch.isfinite(o.float()).all() for o in (y if isinstance(y, (list, tuple)) else [y]))
-
-
+# numerics under fp16/bf16 (autocast training steps, half-precision inference): test_contract.py, for every module
 # ------------------------------------------------------------------------------------------------- bad data
 def _dataset_copy(sample, tmp_path):
     import shutil

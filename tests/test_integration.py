@@ -54,6 +54,13 @@ def test_family_rows_build_a_published_variant_per_scale_named_rows_follow_the_m
     assert seed.channels == [16, 24, 40, 80]
 
 
+def test_backbone_width_is_the_yamls_own_width_multiple():
+    """One source of truth: a backbone row without a multiplier takes the width the YAML's scales give."""
+    d = _cfg(integ.CFG_DIR / "11" / "yolo11-repvit.yaml", "n")
+    d["scales"]["n"] = [0.5, 0.5, 1024]
+    assert tasks.DetectionModel(d, verbose=False).model[0].channels == [24, 48, 96, 192]  # x 0.5, not the seed 0.25
+
+
 @pytest.mark.parametrize("seed,backbone", SEED_SYSTEMS.items())
 def test_seed_configs_build_with_head_on_p3_p4_p5(seed, backbone):
     model = YOLO(SEEDS / seed).model
@@ -100,7 +107,7 @@ def test_any_timm_model_as_backbone():
 def test_stock_yamls_build_exactly_as_before(cfg, monkeypatch):
     ours = tasks.DetectionModel if "cls" not in cfg else tasks.ClassificationModel
     ours = (tasks.SegmentationModel if "seg" in cfg else ours)(cfg, verbose=False)
-    monkeypatch.setattr(tasks, "parse_model", integ._STOCK["parse_model"])
+    monkeypatch.setattr(tasks, "parse_model", integ._STOCK["ultralytics.nn.tasks.parse_model"])
     stock = type(ours)(cfg, verbose=False)
     assert [type(m) for m in ours.modules()] == [type(m) for m in stock.modules()]
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in stock.parameters())
@@ -146,7 +153,7 @@ def test_backbone_declaring_wrong_channels_is_refused(monkeypatch):
         m.channels = m.channels[:3] + [m.channels[3] + 8]
         return m
 
-    monkeypatch.setitem(registry.REGISTRY, "repvit_m0_6", registry.Module(**{**vars(real), "build": liar}))
+    monkeypatch.setitem(registry.REGISTRY, "repvit_m0_6", registry.Module(**{**vars(real), "build_with": liar}))
     with pytest.raises(ModelYAMLError, match=r"layer 0 .*declared output channels .* do not match the real outputs"):
         tasks.DetectionModel(_seed(), verbose=False)
 
@@ -164,7 +171,7 @@ def test_install_is_idempotent():
     before = tasks.parse_model
     integ.install()
     integ.install()
-    assert tasks.parse_model is before is integ.parse_model
+    assert tasks.parse_model is before is integ.model_yaml.parse_model
 
 
 def test_convnextv2_grn_is_fp16_safe_and_exact():
@@ -244,3 +251,51 @@ def test_rows_ultralytics_reads_before_parsing_or_never_runs(mutate, match):
     mutate(d)
     with pytest.raises(ModelYAMLError, match=match):
         tasks.DetectionModel(d, verbose=False)
+
+
+def test_patch_table_targets_exist_and_uninstall_restores_stock():
+    import ultralytics.data.utils  # noqa: F401  (the late entries' modules)
+    import ultralytics.engine.model  # noqa: F401
+    import ultralytics.engine.trainer  # noqa: F401
+
+    integ.apply_pending()
+    required = [p.target for p in integ.PATCHES if not p.optional]
+    assert all(integ.installed()[t] for t in required), integ.installed()  # each found its target here
+    ours = tasks.parse_model
+    integ.uninstall()
+    try:
+        assert not any(integ.installed().values())
+        assert tasks.parse_model is not ours and tasks.parse_model.__module__ == "ultralytics.nn.tasks"
+        if hasattr(tasks, "_SafeLoad"):
+            assert isinstance(vars(tasks._SafeLoad)["loading"], classmethod)  # the exact stock attribute is back
+        with pytest.raises(KeyError):
+            tasks.DetectionModel(_seed(), verbose=False)  # stock Ultralytics does not know our rows
+    finally:
+        integ.install()
+    assert all(integ.installed()[t] for t in required) and tasks.parse_model is ours
+
+
+def test_the_domain_never_imports_the_integration():
+    import ast
+
+    src = integ.CFG_DIR.parents[1]
+    for path in src.rglob("*.py"):
+        if "integrations" in path.parts or path.name in ("__init__.py", "cli.py") and path.parent == src:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "integrations" not in (node.module or ""), f"{path} imports {node.module}"
+
+
+def test_hook_imports_no_heavy_module_until_a_model_needs_it():
+    import subprocess
+    import sys
+
+    code = ("import sys, ultralytics.nn.tasks as t\n"
+            "assert 'yolo_improve' in sys.modules, 'hook not active'\n"
+            "heavy = [m for m in sys.modules if m.startswith(('timm', 'yolo_improve.layers', 'yolo_improve.backbones',"
+            " 'thop'))]\nassert not heavy, heavy\n"
+            "t.DetectionModel('yolo11n-orepa.yaml', verbose=False)\n"
+            "assert 'yolo_improve.layers.orepa' in sys.modules and 'timm' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -12,7 +12,7 @@ from ultralytics.nn.tasks import DetectionModel
 
 from yolo_improve import registry
 from yolo_improve.backbones.timm import CONVNEXTV2, REPVIT
-from yolo_improve.integrations.ultralytics import load_weights
+from yolo_improve.transfer import load_weights
 from yolo_improve.pretrained import BN_TRAINED, OfflineError, load_backbone
 
 

@@ -328,7 +328,7 @@ def test_case9_cli_version_unknown_mode_and_extra_arguments(capsys):
     assert cli.main(["-v"]) == 0
     assert capsys.readouterr().out.strip() == f"yolo-improve {yolo_improve.__version__} " \
                                               f"(ultralytics {ultralytics.__version__})"
-    assert {"models", "demo", "reparam", "swap", "bench", "compare", "transfer"} <= set(cli.MODES)
+    assert {"models", "check", "demo", "reparam", "swap", "bench", "compare", "transfer"} <= set(cli.MODES)
     with pytest.raises(SystemExit, match=rf"unknown mode 'trian'.*yolo-improve modes: {', '.join(cli.MODES)};"):
         cli.main(["trian"])
     with pytest.raises(SystemExit, match=r"yolo-improve models: unknown argument 'extra=1'; this mode takes no"):

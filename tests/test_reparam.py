@@ -12,7 +12,7 @@ from ultralytics.utils.torch_utils import get_flops
 
 import yolo_improve
 from yolo_improve import ModelYAMLError
-from yolo_improve.integrations.ultralytics import CFG_DIR
+from yolo_improve.registry import CFG_DIR
 
 SHIPPED = sorted(p.name.replace("yolo11-", "yolo11n-") for p in CFG_DIR.rglob("*.yaml"))
 

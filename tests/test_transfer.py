@@ -13,7 +13,7 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from yolo_improve import cli, registry
-from yolo_improve.integrations.ultralytics import load_weights
+from yolo_improve.transfer import load_weights
 from yolo_improve.transfer import transfer, unfreeze_after
 
 TRAIN = dict(epochs=1, imgsz=32, batch=8, workers=0, plots=False, seed=0, exist_ok=True, verbose=False)

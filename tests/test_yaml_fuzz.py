@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ultralytics.nn import tasks
 
 from yolo_improve import ModelYAMLError, registry
-from yolo_improve.integrations.ultralytics import CFG_DIR
+from yolo_improve.registry import CFG_DIR
 
 BASES = {p.name: tasks.yaml_model_load(p) for p in [*sorted(CFG_DIR.rglob("*.yaml")), *sorted(SEEDS.glob("*.yaml"))]}
 for d in BASES.values():

@@ -12,6 +12,8 @@ import sys
 USAGE = """usage: yolo-improve MODE key=value ...
 
   yolo-improve models                          list the modules and model configs yolo-improve adds
+  yolo-improve check module=pkg.mod:Class [kind=conv|block|same|backbone] [args=[...]] [scales=nsmlx] [onnx=True]
+                                               run the module contract; one table, exit 1 naming a failed check
   yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64 [backbone=repvit_m0_9.pth]
   yolo-improve swap model=best.pt conv=OREPA|AKConv [where=down|blocks|all|1,3,5] [save=swapped.pt]
                                                put OREPA/AKConv into a trained model, outputs unchanged
@@ -36,12 +38,12 @@ data=sample is the bundled 24-image COCO sample; data=path/to/dataset takes a fo
 
 def _models(args: list[str]) -> None:
     from . import configs, registry
-    from .integrations.ultralytics import CFG_DIR
+    from .registry import CFG_DIR
 
     _kv("models", args, [])  # takes no arguments: refuse any rather than ignore it
 
     print(f"{'module':<22}{'kind':<10}{'YAML args':<28}about")
-    for e in registry.REGISTRY.values():
+    for e in registry.load_all().values():
         print(f"{e.name:<22}{e.kind:<10}{e.args:<28}{e.summary}")
     print("\nshipped configs (yolo11{n,s,m,l,x}-NAME.yaml selects the scale):")
     for p in sorted(CFG_DIR.rglob("*.yaml")):
@@ -192,6 +194,27 @@ def _data_yaml(data: str) -> str:
     return data
 
 
+def _check(args: list[str]) -> int:
+    """``yolo-improve check module=... [kind=...] [args=[...]]``: the contract every registered module passes."""
+    import yaml
+
+    from .contract import check
+
+    kv = _kv("check", args, ["module", "kind", "args", "scales", "imgsz", "onnx"])
+    if "module" not in kv:
+        raise SystemExit("yolo-improve check: module=<registered name or pkg.module:Class> is required")
+    row_args = yaml.safe_load(kv.get("args", "[]"))
+    if not isinstance(row_args, list):
+        raise SystemExit(f"yolo-improve check: args={kv['args']!r} must be a YAML list, e.g. args=[3,1]")
+    try:
+        report = check(kv["module"], kv.get("kind"), row_args, kv.get("scales", "nsmlx"), int(kv.get("imgsz", 64)),
+                       kv.get("onnx", "true").lower() in ("true", "1"))
+    except (ImportError, AttributeError, ValueError) as e:
+        raise SystemExit(f"yolo-improve check: {type(e).__name__}: {e}") from None
+    print(report.table())
+    return 0 if report.ok else 1
+
+
 def _reparam(args: list[str]) -> None:
     """``yolo-improve reparam model=best.pt [save=best-deploy.pt]``: write the deploy-form checkpoint."""
     from .reparam import save_deploy
@@ -275,8 +298,8 @@ def _transfer(args: list[str]) -> None:
     print(f"starting checkpoint written to {path}; train it with `yolo-improve train model={path} data=...`")
 
 
-MODES = {"models": _models, "demo": _demo, "reparam": _reparam, "swap": _swap, "bench": _bench, "compare": _compare,
-         "transfer": _transfer}  # each takes the key=value args after the mode
+MODES = {"models": _models, "check": _check, "demo": _demo, "reparam": _reparam, "swap": _swap, "bench": _bench,
+         "compare": _compare, "transfer": _transfer}  # each takes the key=value args after the mode
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -87,9 +87,9 @@ def run_state(run: Path, epochs: int) -> str:
 
 
 def _finalized(ckpt: Path) -> bool:
-    import torch
+    from ultralytics.nn.tasks import torch_safe_load  # the safe path, honouring ULTRALYTICS_SAFE_LOAD
 
-    return torch.load(ckpt, map_location="cpu", weights_only=False).get("epoch") == -1
+    return torch_safe_load(ckpt)[0].get("epoch") == -1
 
 
 def epoch_seconds(run: Path) -> float:

@@ -171,7 +171,7 @@ def _unireplknet_official(sd: dict, backbone: UniRepLKNet) -> tuple[dict, str]:
 # ------------------------------------------------------------------------------------------------- loading
 def _backbone(model) -> tuple[nn.Module, nn.Module | None]:
     """(backbone module, the Ultralytics model that holds it, if any)."""
-    classes = tuple({e.cls for e in registry.REGISTRY.values() if e.kind == "backbone"})
+    classes = tuple({e.cls for e in registry.load_all().values() if e.kind == "backbone"})
     if isinstance(model, classes):
         return model, None
     from .transfer import _model
@@ -229,7 +229,7 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eps, m.momentum = eps, momentum
     if owner is not None:
-        from .integrations.ultralytics import keep_weights
+        from .transfer import keep_weights
 
         keep_weights(owner)
     if verbose:

@@ -21,6 +21,8 @@ The integration routes Ultralytics' own ``load`` here when the layers differ, so
 from __future__ import annotations
 
 import copy
+import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,14 +210,33 @@ def _name(model) -> str:
     return Path(str(yaml.get("yaml_file", "model"))).name if isinstance(yaml, dict) else type(model).__name__
 
 
+# Models holding weights loaded by yolo-improve: ``YOLO.train()`` starts from them instead of rebuilding from YAML
+# (the integration's ``Model.train`` reads this; see training.py there).
+_WARM: weakref.WeakSet = weakref.WeakSet()
+
+
+def keep_weights(model: nn.Module) -> None:
+    """Mark a model so that ``YOLO.train()`` starts from it instead of rebuilding it from its YAML."""
+    _WARM.add(model)
+
+
+def is_warm(model) -> bool:
+    return isinstance(model, nn.Module) and model in _WARM
+
+
+def load_weights(path) -> nn.Module:
+    """An Ultralytics checkpoint's model (EMA if present), in fp32, read through Ultralytics' (safe) loader."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    return load_checkpoint(path)[0]
+
+
 def transfer(target, source, *, verbose: bool = True) -> TransferReport:
     """Move every tensor of ``source`` that has a true counterpart in ``target`` and return the per-layer report.
 
     ``target``: a ``YOLO`` object or its model; ``source``: a checkpoint path, a checkpoint dict, a ``YOLO`` object or a
     model. A ``YOLO`` target keeps the result when ``train()`` is called next (it is handed over as the starting point).
     """
-    from .integrations.ultralytics import keep_weights, load_weights
-
     if isinstance(source, (str, Path)):
         source = load_weights(source)
     tmodel, smodel = _model(target), _model(source)
@@ -236,10 +257,27 @@ def transfer(target, source, *, verbose: bool = True) -> TransferReport:
 
 
 def unfreeze_after(model, epochs: int) -> None:
-    """Train with Ultralytics' ``freeze`` for the first ``epochs`` epochs only (see the integration's docstring)."""
-    from .integrations.ultralytics import unfreeze_after as _unfreeze_after
+    """Lift ``freeze`` at the start of epoch ``epochs`` (0-based): train ``model.train(freeze=N)`` with the first N
+    layers frozen for ``epochs`` epochs, then all of them. ``freeze=1`` (or 5) covers a whole backbone row, whose
+    parameters all sit in layer 0; Ultralytics also keeps the frozen layers' BatchNorm statistics fixed. Callbacks are
+    not saved in checkpoints: call it again before resuming. Single-process training only (DDP fixes the trainable
+    set when it wraps the model)."""
 
-    _unfreeze_after(model, epochs)
+    def _unfreeze(trainer):
+        names = getattr(trainer, "freeze_layer_names", [])
+        lift = [n for n in names if re.fullmatch(r"model\.\d+\.", n)]
+        if trainer.epoch < epochs or not lift:
+            return
+        keep = [n for n in names if n not in lift]  # ".dfl" and the like stay frozen
+        for k, v in trainer.model.named_parameters():
+            if any(n in k for n in lift) and not any(n in k for n in keep) and v.dtype.is_floating_point:
+                v.requires_grad_(True)
+        trainer.freeze_layer_names = keep  # so _model_train puts their BatchNorms back in train mode
+        from ultralytics.utils import LOGGER
+
+        LOGGER.info(f"yolo-improve: unfroze {', '.join(lift)} at epoch {trainer.epoch + 1}")
+
+    model.add_callback("on_train_epoch_start", _unfreeze)
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI

@@ -34,7 +34,7 @@ def variants(scale: str = "n") -> list[str]:
 
     Read from the package's config folder, so a module that lands with its config is benchmarked with no edit here.
     """
-    from ..integrations.ultralytics import CFG_DIR
+    from ..registry import CFG_DIR
 
     shipped = sorted(p.name for p in CFG_DIR.rglob("yolo11-*.yaml"))
     return [f"yolo11{scale}.yaml", *(n.replace("yolo11-", f"yolo11{scale}-", 1) for n in shipped)]

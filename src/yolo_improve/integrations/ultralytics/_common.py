@@ -3,12 +3,11 @@ error types."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import ultralytics
 
+from ...registry import CFG_DIR  # noqa: F401  (re-exported)
+
 SUPPORTED = ("8.3.215", "8.5")  # [lowest tested, first unsupported)
-CFG_DIR = Path(__file__).resolve().parents[2] / "cfg" / "models"  # yolo_improve/cfg/models
 
 
 class ModelYAMLError(ValueError):
@@ -45,8 +44,13 @@ def check_version(version: str | None = None) -> str:
         )
     return version
 
-# the stock Ultralytics functions install() replaced, by name, so that the wrappers can call them
+# the stock Ultralytics functions install() replaced, by their dotted target, so that the wrappers can call them
 _STOCK: dict = {}
+
+
+def stock(target: str):
+    """The stock function a table entry replaced (``"ultralytics.nn.tasks.parse_model"``)."""
+    return _STOCK[target]
 
 
 def package_version() -> str:

@@ -1,11 +1,12 @@
-"""Checkpoint files: errors that name the file, refusal of checkpoints from a newer yolo-improve, and our classes
-allow-listed for Ultralytics' safe-load mode."""
+"""Checkpoint files: errors that name the file, refusal of checkpoints from a newer yolo-improve, registered classes
+allow-listed for Ultralytics' safe-load mode, FLOP rules of the registered modules a checkpoint holds."""
 
 from __future__ import annotations
 
 import enum
 import importlib
 import pickle
+import re
 import reprlib
 import zipfile
 from pathlib import Path
@@ -13,25 +14,38 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._common import _STOCK, CheckpointError, package_version, version_tuple
-from .training import patch_late
+from ... import registry
+from ._common import CheckpointError, package_version, stock, version_tuple
+from .flops import teach_thop
 
 
 def torch_safe_load(weight, *args, **kwargs):
     """Ultralytics' checkpoint loader with errors that name the file on every supported version (8.3 lets a bare
     EOFError through for a truncated file), and a refusal of checkpoints made by a newer yolo-improve."""
-    patch_late()
+    from . import apply_pending
+
+    apply_pending()
     path = Path(str(weight))
     if path.is_file():
         _check_classes_exist(path)
     try:
-        ckpt, file = _STOCK["torch_safe_load"](weight, *args, **kwargs)
-    except TypeError as e:  # Ultralytics' wording for a refused global; say which constructor call was refused
-        if _REFUSED not in str(e.__cause__):
+        ckpt, file = stock("ultralytics.nn.tasks.torch_safe_load")(weight, *args, **kwargs)
+    except (TypeError, pickle.UnpicklingError) as e:  # Ultralytics' TypeError wraps torch's refusal
+        why = f"{e}\n{e.__cause__}"
+        if _REFUSED in why:  # a constructor call with the checkpoint's arguments (see _NoCall)
+            call = why.split(_REFUSED)[1].split("\n")[0]
+            raise CheckpointError(f"{weight} is refused under safe loading: it {_REFUSED}{call}") from e
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", why)
+        if refused is not None:
+            raise CheckpointError(
+                f"{weight} needs {refused[1]}, which safe loading does not allow: only registered module classes are "
+                "allow-listed. If you trust it, import the module that registers it before loading (or install its "
+                "package with a 'yolo_improve.modules' entry point)") from e
+        if isinstance(e, TypeError):
             raise
-        call = str(e.__cause__).split(_REFUSED)[1].split("\n")[0]
-        raise CheckpointError(f"{weight} is refused under safe loading: it {_REFUSED}{call}") from e
-    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
+                              f"({type(e).__name__}: {e})") from e
+    except (EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
                               f"({type(e).__name__}: {e})") from e
     except RuntimeError as e:
@@ -40,6 +54,10 @@ def torch_safe_load(weight, *args, **kwargs):
         raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is truncated or corrupted "
                               f"({e})") from e
     _check_made_by(ckpt, file)
+    if isinstance(ckpt, dict):
+        for key in ("model", "ema"):
+            if isinstance(ckpt.get(key), nn.Module):
+                teach_thop(ckpt[key])
     return ckpt, file
 
 
@@ -78,15 +96,23 @@ def _check_made_by(ckpt, file) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ safe loading
-SAFE_PREFIXES = ("yolo_improve.", "timm.")
+TRUSTED = ("yolo_improve.", "timm.")  # the built-in modules' packages (their backbones hold timm modules)
 
 
-def _allow(name: str) -> None:
+def _trusted_modules() -> set[str]:
+    """Python modules whose module classes may be unpickled: those that hold a registered class (their helper
+    submodules live there too). A checkpoint never makes us import a module: a plug-in comes from an entry point or
+    an import the user made."""
+    return {path.rpartition(".")[0] for path in registry.registered_paths()}
+
+
+def _allow(name: str, trusted: set[str]) -> None:
     """Allow-list one global named in a checkpoint: only module classes, enums and timm's FeatureInfo from our
-    package or timm qualify. Classes other than enums are allow-listed through ``_NoCall``, so the checkpoint can
-    rebuild instances (as every real pickle does) but never call their constructors with arguments of its choosing."""
+    package, timm or a registered plug-in's module qualify. Classes other than enums are allow-listed through
+    ``_NoCall``, so the checkpoint can rebuild instances (as every real pickle does) but never call their
+    constructors with arguments of its choosing."""
     module, _, attr = name.rpartition(".")
-    if not module.startswith(SAFE_PREFIXES):
+    if not (module.startswith(TRUSTED) or module in trusted):
         return
     try:
         obj = getattr(importlib.import_module(module), attr, None)
@@ -139,12 +165,13 @@ class _NoCall:
         return f"<safe-load stand-in for {self.cls.__module__}.{self.cls.__qualname__}>"
 
 
-def _safe_loading(weight):
-    """Wrap Ultralytics' restricted-load preparation so that it also allow-lists our (and timm's) module classes."""
+def safe_loading(weight):
+    """Wrap Ultralytics' restricted-load preparation so that it also allow-lists the registered module classes."""
     try:
         needed = torch.serialization.get_unsafe_globals_in_checkpoint(weight)
     except Exception:  # not a zip checkpoint: torch.load reports it
         needed = []
+    trusted = _trusted_modules() if needed else set()
     for name in needed:
-        _allow(name)
-    return _STOCK["loading"](weight)
+        _allow(name, trusted)
+    return stock("ultralytics.nn.tasks._SafeLoad.loading")(weight)

@@ -1,10 +1,9 @@
-"""Model YAMLs: our rows built through stock placeholder rows, checked row by row, dry-run; bare config names;
-the fuse step; thop counting rules."""
+"""Model YAMLs: registered rows built through stock placeholder rows, checked row by row, dry-run; bare config
+names; the fuse step."""
 
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 from pathlib import Path
 
@@ -16,8 +15,12 @@ from ultralytics.utils import LOGGER
 from ... import configs, registry
 from ...reparam import reparameterize_modules
 from ...swap import apply_swaps
-from ._common import _STOCK, CFG_DIR, ModelYAMLError, package_version
-from .training import patch_late
+from ._common import CFG_DIR, ModelYAMLError, package_version, stock
+from .flops import teach_thop
+
+PARSE = "ultralytics.nn.tasks.parse_model"
+# the stock row each kind is built through: the parser computes c1, the scaled c2 and the scaled repeats for it
+PLACEHOLDER = {"conv": "Conv", "block": "C2f", "same": "nn.BatchNorm2d"}
 
 
 def _stock_names() -> list[str]:
@@ -31,6 +34,14 @@ def _is_stock_module(name: str) -> bool:
         return True  # resolved by the stock parser; torchvision is imported lazily there
     obj = vars(tasks).get(name)
     return isinstance(obj, type) and issubclass(obj, nn.Module)
+
+
+def _entry(name: str) -> registry.Module | None:
+    """The registered module a row names. Stock names stay stock (a plug-in search is for unknown names only)
+    unless this process registered that very name."""
+    if name in registry.REGISTRY or not _is_stock_module(name):
+        return registry.get(name)
+    return None
 
 
 def _check_row(layer: int, row) -> None:
@@ -50,48 +61,43 @@ def _check_row(layer: int, row) -> None:
         raise ModelYAMLError(layer, row, f"'module' must be a name, got {m!r}")
     if not isinstance(args, list):
         raise ModelYAMLError(layer, row, f"'args' must be a list, got {args!r}")
-    entry = registry.get(m)
+    entry = _entry(m)
     if entry is None:
         if not _is_stock_module(m):
             raise ModelYAMLError(
                 layer, row,
-                f"unknown module '{m}'. yolo-improve modules: {', '.join(registry.names())}; "
-                "or any Ultralytics module (e.g. Conv, C3k2, SPPF, Detect) or nn.<torch module>",
+                f"unknown module '{m}'. Registered modules: {', '.join(registry.names())}; "
+                "or any Ultralytics module (e.g. Conv, C3k2, SPPF, Detect) or nn.<torch module>; a module of your own: "
+                "decorate it with @yolo_improve.register and name it by its import path (pkg.module.Class) or "
+                "declare it in the 'yolo_improve.modules' entry-point group of an installed package",
             )
         return
     if not entry.min_args <= len(args) <= entry.max_args:
         raise ModelYAMLError(layer, row, f"{m} takes args {entry.args} ({entry.min_args}..{entry.max_args} values), "
                                          f"got {len(args)}")
-    if entry.kind == "conv":
+    if entry.kind in ("conv", "block"):
         c2 = args[0]
         if isinstance(c2, bool) or not isinstance(c2, int) or c2 < 1:
             raise ModelYAMLError(layer, row, f"{m} output channels must be a positive int, got {c2!r}")
-    elif layer != 0 or f != -1 or n != 1:
+    elif entry.kind == "backbone" and (layer != 0 or f != -1 or n != 1):
         raise ModelYAMLError(layer, row, f"backbone {m} must be the first row, as [-1, 1, {m}, {entry.args}]")
 
 
-def _scale_width(d: dict) -> float:
+def _scale(d: dict) -> tuple[float, float]:
+    """The YAML's own width multiple and ``max_channels`` at the model's scale, as the stock parser reads them for
+    every other row: the one source of a backbone's width when its row gives no multiplier."""
     scales = d.get("scales")
     if not scales:
-        return 1.0
-    scale = registry.yaml_scale(d)
-    return registry.SCALE_WIDTH.get(scale, float(scales[scale][1]) if scale in scales else 1.0)
-
-
-def _max_channels(d: dict) -> float:
-    """The scale's ``max_channels`` (the third scale value), as the stock parser reads it; unbounded without scales."""
-    scales = d.get("scales")
-    if not scales:
-        return math.inf
+        return float(d.get("width_multiple", 1.0)), math.inf
     row = scales.get(registry.yaml_scale(d)) or []
-    return float(row[2]) if len(row) > 2 else math.inf
+    return (float(row[1]) if len(row) > 1 else 1.0), (float(row[2]) if len(row) > 2 else math.inf)
 
 
 def _stock_failure(exc: BaseException) -> int | None:
     """The layer index the stock parser was building when it raised (read from its frame), if any."""
     tb, layer = exc.__traceback__, None
     while tb is not None:
-        if tb.tb_frame.f_code is _STOCK["parse_model"].__code__:
+        if tb.tb_frame.f_code is stock(PARSE).__code__:
             layer = tb.tb_frame.f_locals.get("i")
         tb = tb.tb_next
     return layer
@@ -112,13 +118,14 @@ def detection_model_init(self, cfg="yolo11n.yaml", *args, **kwargs):
     """``DetectionModel.__init__`` that checks the YAML before Ultralytics indexes into its first row."""
     d = cfg if isinstance(cfg, dict) else tasks.yaml_model_load(cfg)
     check_sections(d)
-    _STOCK["DetectionModel.__init__"](self, d, *args, **kwargs)
+    stock("ultralytics.nn.tasks.DetectionModel.__init__")(self, d, *args, **kwargs)
 
 
 def parse_model(d, ch, verbose=True):
-    """Drop-in for ``ultralytics.nn.tasks.parse_model`` that also builds yolo-improve rows."""
-    stock = _STOCK["parse_model"]
-    patch_late()
+    """Drop-in for ``ultralytics.nn.tasks.parse_model`` that also builds rows naming registered modules."""
+    from . import apply_pending
+
+    apply_pending()
     if d.get("deploy"):
         raise ModelYAMLError(None, "deploy: true", "this model is a re-parameterized deploy checkpoint; it validates, "
                              "predicts and exports, but to train, start from the training checkpoint it was made from")
@@ -128,17 +135,18 @@ def parse_model(d, ch, verbose=True):
     for row in rows:
         layer = len(layers)
         _check_row(layer, row)
-        entry = registry.get(row[2])
+        entry = _entry(row[2])
         if entry is None:
             layers.append(row)
             origin.append(row)
-        elif entry.kind == "conv":
+        elif entry.kind != "backbone":
             plan[layer] = (entry, row)
-            layers.append([row[0], row[1], "Conv", [row[3][0]]])
+            layers.append([row[0], row[1], PLACEHOLDER[entry.kind], [row[3][0]] if entry.kind != "same" else []])
             origin.append(row)
         else:
             try:
-                backbone = entry.build(ch, *row[3], width=_scale_width(d), max_channels=_max_channels(d),
+                width, max_channels = _scale(d)
+                backbone = entry.build(ch, *row[3], width=width, max_channels=max_channels,
                                        scale=registry.yaml_scale(d))
                 _check_backbone(backbone, ch)
             except ModelYAMLError:
@@ -150,26 +158,27 @@ def parse_model(d, ch, verbose=True):
             layers += [[layer, 1, "Index", [c, i]] for i, c in enumerate(backbone.channels)]
             origin += [row] * 5
     if not plan:
-        model, save = _stock_parse(stock, d, ch, verbose, origin)
+        model, save = _stock_parse(d, ch, verbose, origin)
         _apply_swaps(model, d)
         _dry_run(model, ch, origin)
         return model, save
     d = copy.deepcopy(d)
     d["backbone"], d["head"] = layers, []
-    model, save = _stock_parse(stock, d, ch, False, origin)
+    model, save = _stock_parse(d, ch, False, origin)
     for layer, (entry, row, *built) in plan.items():
         placeholder = model[layer]
         if built:
             module = built[0]
         else:
             try:
-                module = _build_conv(entry, placeholder, row, bool(d.get("activation")))
+                module = _build(entry, placeholder, row, bool(d.get("activation")))
             except Exception as e:
                 raise ModelYAMLError(layer, row, f"{type(e).__name__}: {e}") from e
         module.i, module.f, module.type = layer, placeholder.f, f"{type(module).__module__}.{type(module).__name__}"
         module.np = sum(x.numel() for x in module.parameters())
         module.yolo_improve_version = package_version()  # travels in checkpoints; see checkpoints.py
         model[layer] = module
+    teach_thop(model)
     if verbose:
         _log_layers(model, origin)
     _apply_swaps(model, d)
@@ -251,9 +260,9 @@ def _odd_stride(sizes: dict) -> tuple[int, tuple] | None:
     return None
 
 
-def _stock_parse(stock, d, ch, verbose, origin):
+def _stock_parse(d, ch, verbose, origin):
     try:
-        return stock(d, ch, verbose=verbose)
+        return stock(PARSE)(d, ch, verbose=verbose)
     except ModelYAMLError:
         raise
     except Exception as e:
@@ -262,16 +271,25 @@ def _stock_parse(stock, d, ch, verbose, origin):
         raise ModelYAMLError(layer, row, f"{type(e).__name__}: {e}") from e
 
 
-def _build_conv(entry: registry.Module, placeholder: nn.Module, row, yaml_activation: bool) -> nn.Module:
-    first = placeholder[0] if isinstance(placeholder, nn.Sequential) else placeholder
-    c1, c2 = first.conv.in_channels, first.conv.out_channels
-    rest = row[3][1:]
-    n = len(placeholder) if isinstance(placeholder, nn.Sequential) else 1
-    chain = [entry.build(c1 if j == 0 else c2, c2, *rest) for j in range(n)]  # repeats: the first maps c1 -> c2
-    for m in chain:  # a YAML `activation:` applies to our conv layers as it does to Conv (unless act was given)
+def _build(entry: registry.Module, placeholder: nn.Module, row, yaml_activation: bool) -> nn.Module:
+    """Build a conv, block or same row from the stock placeholder the parser made for it."""
+    rest = row[3][1:] if entry.kind != "same" else row[3]
+    chain = list(placeholder) if isinstance(placeholder, nn.Sequential) else [placeholder]  # stock repeats
+    if entry.kind == "same":
+        return _chain([entry.build(p.num_features, *rest) for p in chain])
+    if entry.kind == "block":  # the repeats are inside: C2f(c1, c2, n)
+        return entry.build(placeholder.cv1.conv.in_channels, placeholder.cv2.conv.out_channels, len(placeholder.m),
+                           *rest)
+    c1, c2 = chain[0].conv.in_channels, chain[0].conv.out_channels
+    built = [entry.build(c1 if j == 0 else c2, c2, *rest) for j in range(len(chain))]  # the first maps c1 -> c2
+    for m in built:  # a YAML `activation:` applies to conv rows as it does to Conv (unless the row's args set act)
         if yaml_activation and len(rest) < 6 and isinstance(getattr(m, "act", None), nn.SiLU):
-            m.act = first.act
-    return chain[0] if n == 1 else nn.Sequential(*chain)
+            m.act = chain[0].act
+    return _chain(built)
+
+
+def _chain(modules: list[nn.Module]) -> nn.Module:
+    return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
 
 
 def _check_backbone(backbone: nn.Module, c1: int) -> None:
@@ -315,21 +333,10 @@ def check_yaml(file, *args, **kwargs):
         composed = configs.resolve(name)
         if composed is not None:
             return str(composed)
-    return _STOCK["check_yaml"](file, *args, **kwargs)
+    return stock("ultralytics.nn.tasks.check_yaml")(file, *args, **kwargs)
 
 
 def fuse(self, *args, **kwargs):
     """``BaseModel.fuse`` that first converts our multi-branch modules, then lets Ultralytics fold Conv+BN."""
     reparameterize_modules(self)
-    return _STOCK["fuse"](self, *args, **kwargs)
-
-
-def _register_thop() -> None:
-    try:
-        thop_profile = importlib.import_module("thop.profile")  # the module (``thop.profile`` the name is a function)
-    except ImportError:  # pragma: no cover - ultralytics-thop is an Ultralytics dependency
-        return
-    for entry in registry.REGISTRY.values():
-        rule = getattr(importlib.import_module(entry.cls.__module__), "thop_count", None)
-        if rule is not None:
-            thop_profile.register_hooks[entry.cls] = rule
+    return stock("ultralytics.nn.tasks.BaseModel.fuse")(self, *args, **kwargs)

@@ -3,16 +3,13 @@ offline font lookup."""
 
 from __future__ import annotations
 
-import re
-import sys
-import weakref
 from pathlib import Path
 
 from torch import nn
-from ultralytics.nn import tasks
 from ultralytics.utils import LOGGER
 
-from ._common import _STOCK
+from ... import transfer
+from ._common import stock
 
 
 def build_optimizer(self, model, *args, **kwargs):
@@ -29,7 +26,7 @@ def build_optimizer(self, model, *args, **kwargs):
       throughout; unlike a gradient scale, Adam-type optimizers do not cancel it. A scaled bias group warms up from
       0 like the weights rather than from ``warmup_bias_lr`` (8.3 gives that start to group 0 only; 8.4 to groups
       named "bias", so it is renamed "bias_scaled")."""
-    optimizer = _STOCK["ultralytics.engine.trainer.build_optimizer"](self, model, *args, **kwargs)
+    optimizer = stock("ultralytics.engine.trainer.BaseTrainer.build_optimizer")(self, model, *args, **kwargs)
     exempt = {id(p) for m in model.modules() if getattr(m, "no_weight_decay", False) for p in m.parameters(False)}
     groups = optimizer.param_groups
     named = [g for g in groups if g.get("param_group") == "bn"]  # 8.4 names its groups; 8.3 puts biases first
@@ -61,7 +58,7 @@ def check_font(font="Arial.ttf"):
     from ultralytics import utils
 
     if utils.ONLINE:
-        return _STOCK["check_font"](font)
+        return stock("ultralytics.utils.checks.check_font")(font)
     file = utils.USER_CONFIG_DIR / Path(font).name
     return file if file.exists() else None
 
@@ -69,35 +66,19 @@ def check_font(font="Arial.ttf"):
 # ------------------------------------------------------------------------------------- warm start (transfer.py)
 # Stock ``BaseModel.load`` matches tensors by name, which puts them into the wrong layers once a backbone row shifts
 # the indexes, and ``Model.train`` rebuilds the model from YAML, dropping weights loaded into ``YOLO(cfg).model``
-# unless a checkpoint was loaded. Three small hooks make every path keep the weights: ``load`` routes a source whose
-# layers differ from the model's (and that involves our modules) to ``transfer.transfer`` and otherwise runs the
-# stock ``load`` plus the BatchNorm eps/momentum copy; ``train`` hands a model that yolo-improve loaded weights into
-# over as the starting checkpoint; ``unfreeze_after`` lifts Ultralytics' ``freeze`` after some epochs.
-_WARM: weakref.WeakSet = weakref.WeakSet()  # models holding weights loaded by yolo-improve
-
-
-def load_weights(path) -> nn.Module:
-    """An Ultralytics checkpoint's model (EMA if present), in fp32."""
-    return tasks.load_checkpoint(path)[0]
-
-
-def keep_weights(model: nn.Module) -> None:
-    """Mark a model so that ``YOLO.train()`` starts from it instead of rebuilding it from its YAML."""
-    _WARM.add(model)
-
-
+# unless a checkpoint was loaded. ``load`` routes a source whose layers differ from the model's (and that involves
+# our modules) to ``transfer.transfer`` and otherwise runs the stock ``load`` plus the BatchNorm eps/momentum copy;
+# ``train`` hands a model that yolo-improve loaded weights into over as the starting checkpoint.
 def load(self, weights, verbose=True):
     """``BaseModel.load`` that aligns layers by structure when the source's layer list differs from this model's."""
-    from ... import transfer
-
     source = (weights.get("ema") or weights["model"]) if isinstance(weights, dict) else weights
     if transfer.needs_alignment(self, source):
         transfer.transfer(self, source, verbose=verbose)
         return None
-    out = _STOCK["load"](self, weights, verbose)
+    out = stock("ultralytics.nn.tasks.BaseModel.load")(self, weights, verbose)
     if isinstance(source, nn.Module):
         transfer.copy_norm_settings(self, source)  # initialize_weights reset them; state dicts do not carry them
-    keep_weights(self)
+    transfer.keep_weights(self)
     return out
 
 
@@ -110,14 +91,14 @@ def train(self, *args, backbone=None, **kwargs):
         from ...pretrained import load_backbone
 
         load_backbone(self, backbone)
-    if not self.ckpt and isinstance(self.model, nn.Module) and self.model in _WARM:
+    if not self.ckpt and isinstance(self.model, nn.Module) and transfer.is_warm(self.model):
         self.ckpt = {"model": self.model}
-    return _STOCK["ultralytics.engine.model.train"](self, *args, **_dataset_folder(kwargs, self.task))
+    return stock("ultralytics.engine.model.Model.train")(self, *args, **_dataset_folder(kwargs, self.task))
 
 
 def val(self, *args, **kwargs):
     """``Model.val`` that also takes ``data=`` a dataset folder."""
-    return _STOCK["ultralytics.engine.model.val"](self, *args, **_dataset_folder(kwargs, self.task))
+    return stock("ultralytics.engine.model.Model.val")(self, *args, **_dataset_folder(kwargs, self.task))
 
 
 def _dataset_folder(kwargs: dict, task: str | None = None) -> dict:
@@ -129,44 +110,3 @@ def _dataset_folder(kwargs: dict, task: str | None = None) -> dict:
 
         kwargs["data"] = str(resolve_data(data))
     return kwargs
-
-
-def unfreeze_after(model, epochs: int) -> None:
-    """Lift ``freeze`` at the start of epoch ``epochs`` (0-based): train ``model.train(freeze=N)`` with the first N
-    layers frozen for ``epochs`` epochs, then all of them. ``freeze=1`` (or 5) covers a whole backbone row, whose
-    parameters all sit in layer 0; Ultralytics also keeps the frozen layers' BatchNorm statistics fixed. Callbacks are
-    not saved in checkpoints: call it again before resuming. Single-process training only (DDP fixes the trainable
-    set when it wraps the model)."""
-
-    def _unfreeze(trainer):
-        names = getattr(trainer, "freeze_layer_names", [])
-        lift = [n for n in names if re.fullmatch(r"model\.\d+\.", n)]
-        if trainer.epoch < epochs or not lift:
-            return
-        keep = [n for n in names if n not in lift]  # ".dfl" and the like stay frozen
-        for k, v in trainer.model.named_parameters():
-            if any(n in k for n in lift) and not any(n in k for n in keep) and v.dtype.is_floating_point:
-                v.requires_grad_(True)
-        trainer.freeze_layer_names = keep  # so _model_train puts their BatchNorms back in train mode
-        LOGGER.info(f"yolo-improve: unfroze {', '.join(lift)} at epoch {trainer.epoch + 1}")
-
-    model.add_callback("on_train_epoch_start", _unfreeze)
-
-
-def patch_late() -> None:
-    """Extend ``BaseTrainer.build_optimizer``, ``Model.train``/``val`` and ``check_font`` once their modules are
-    fully imported.
-
-    Never imports them: the start-up hook installs us while Ultralytics is still importing itself, and importing
-    them then is a cycle. Every path to training builds or loads a model (``parse_model``, ``torch_safe_load``)
-    after those modules exist and before ``train`` or the optimizer runs, so both call this."""
-    late = (("ultralytics.engine.trainer", "BaseTrainer", "build_optimizer", build_optimizer),
-            ("ultralytics.engine.model", "Model", "train", train),
-            ("ultralytics.engine.model", "Model", "val", val),
-            ("ultralytics.data.utils", None, "check_font", check_font))
-    for module, cls, attr, ours in late:
-        target = sys.modules.get(module)
-        target = getattr(target, cls, None) if cls else target
-        if f"{module}.{attr}" not in _STOCK and hasattr(target, attr):
-            _STOCK[f"{module}.{attr}"] = getattr(target, attr)
-            setattr(target, attr, ours)
