@@ -57,6 +57,8 @@ def test_family_rows_build_a_published_variant_per_scale_named_rows_follow_the_m
 def test_backbone_width_is_the_yamls_own_width_multiple():
     """One source of truth: a backbone row without a multiplier takes the width the YAML's scales give."""
     d = _cfg(integ.CFG_DIR / "11" / "yolo11-repvit.yaml", "n")
+    d["backbone"][0] = [-1, 1, "repvit_m0_9", []]  # a named variant (a family row picks a full-width variant)
+    assert tasks.DetectionModel(d, verbose=False).model[0].channels == [16, 24, 48, 96]  # the YAML's n: 0.25
     d["scales"]["n"] = [0.5, 0.5, 1024]
     assert tasks.DetectionModel(d, verbose=False).model[0].channels == [24, 48, 96, 192]  # x 0.5, not the seed 0.25
 
