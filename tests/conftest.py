@@ -68,3 +68,15 @@ def onnx_max_diff(onnx_path, model: torch.nn.Module, x: torch.Tensor) -> float:
     ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
     assert got.shape == ref.shape, (got.shape, ref.shape)
     return float(np.abs(got - ref).max() / max(1.0, np.abs(ref).max()))
+
+
+# Files whose tests train, export through several runtimes or start other processes: `-m "not slow"` leaves them out,
+# for a quick loop while working on one module (`bash tasks.sh test -m "not slow"`).
+SLOW_FILES = {"test_compare.py", "test_configs.py", "test_contract.py", "test_export_matrix.py", "test_ray.py",
+              "test_reliability.py", "test_swap.py", "test_tasks.py", "test_workflow.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
