@@ -1,6 +1,7 @@
 """The dataset-layout adapter: a ``{train,val}/{images,labels}`` + ``classes.txt`` folder works as ``data=folder``."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -107,3 +108,21 @@ def test_python_api_takes_a_dataset_folder(sample, tmp_path):
                 val=False)
     metrics = model.val(data=root, imgsz=32, batch=8, workers=0, plots=False)
     assert metrics.box.map >= 0.0 and not (root / "data.yaml").exists()
+
+
+def test_sample_person_view_is_held_in_person_only(tmp_path):
+    """The demo's data: the sample's train images, class-0 boxes only, val = train; rebuilt idempotently."""
+    from yolo_improve.data import sample_person_view
+
+    for _ in range(2):
+        cfg = yaml.safe_load(sample_person_view(tmp_path / "s").read_text())
+    view = Path(cfg["path"])
+    assert cfg["names"] == {0: "person"} and cfg["train"] == cfg["val"] == "images"
+    assert view != SAMPLE and SAMPLE not in view.parents
+    labels = sorted((view / "labels").glob("*.txt"))
+    assert {p.stem for p in labels} == {p.stem for p in (view / "images").iterdir()} \
+        == {p.stem for p in (SAMPLE / "train" / "labels").glob("*.txt")}
+    rows = [r.split() for p in labels for r in p.read_text().splitlines()]
+    want = [r.split() for p in sorted((SAMPLE / "train" / "labels").glob("*.txt"))
+            for r in p.read_text().splitlines() if r.split()[0] == "0"]
+    assert rows == want and len(rows) == 26
