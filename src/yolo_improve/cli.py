@@ -42,9 +42,11 @@ def _models(args: list[str]) -> None:
 
     _kv("models", args, [])  # takes no arguments: refuse any rather than ignore it
 
-    print(f"{'module':<22}{'kind':<10}{'YAML args':<28}about")
-    for e in registry.load_all().values():
-        print(f"{e.name:<22}{e.kind:<10}{e.args:<28}{e.summary}")
+    entries = list(registry.load_all().values())
+    w = max(len(e.args) for e in entries) + 2
+    print(f"{'module':<22}{'kind':<10}{'YAML args':<{w}}about")
+    for e in entries:
+        print(f"{e.name:<22}{e.kind:<10}{e.args:<{w}}{e.summary}")
     print("\nshipped configs (yolo11{n,s,m,l,x}-NAME.yaml selects the scale):")
     for p in sorted(CFG_DIR.rglob("*.yaml")):
         print(f"  {p.name}")
