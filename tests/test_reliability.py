@@ -400,3 +400,19 @@ def test_resolver_property_over_generated_layouts(lay):
         assert data["names"] == dict(enumerate(lay["names"])) and data["nc"] == len(lay["names"])
         assert data["path"] == str(root.resolve()) and data["train"] == "train/images"
         assert data["val"] == f"{lay['val']}/images" and (root / data["val"]).is_dir()
+
+
+def test_compare_scale_is_the_model_scale_or_the_ultralytics_augmentation():
+    """``scale`` names the model scale in compare/bench, but Ultralytics users know ``scale=0.5`` as the augmentation:
+    a number goes to training, a letter picks the model, anything else is refused naming the value."""
+    from yolo_improve.bench.runner import resolve_models
+    from yolo_improve.compare import _model_scale
+
+    train = {}
+    assert _model_scale("s", train) == "s" and train == {}
+    assert _model_scale("0.5", train) == "n" and train == {"scale": 0.5}
+    assert _model_scale(0.25, train) == "n" and train == {"scale": 0.25}
+    assert list(resolve_models(None, "s"))[0] == "yolo11s"
+    for bad in ("q", "0.5", "nn", None):
+        with pytest.raises(ValueError, match=f"scale={bad!r} is not a model scale"):
+            resolve_models(None, bad)

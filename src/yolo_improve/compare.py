@@ -247,6 +247,19 @@ def variant(model: str, run: Path, settings: dict, train_args: dict, pretrained=
     return state, validate(run, settings, train_args), began
 
 
+def _model_scale(scale, train_args: dict) -> str:
+    """``scale`` is the model scale (n/s/m/l/x); a number is Ultralytics' ``scale`` augmentation (the name Ultralytics
+    users know it by), passed on to training, and the model scale stays n."""
+    if isinstance(scale, str) and not scale.replace(".", "", 1).isdigit():
+        return scale
+    try:
+        train_args["scale"] = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"scale={scale!r} is neither a model scale (n, s, m, l, x) nor an augmentation gain") from None
+    LOG.info("scale=%s is Ultralytics' scale augmentation; the model scale is n (choose others with models=)", scale)
+    return "n"
+
+
 def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-improve/compare", scale: str = "n",
             epochs: int = 100, imgsz: int = 640, batch: int = 16, seed: int = 0, repeats: int = 20, warmup: int = 3,
             threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
@@ -258,6 +271,7 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     ``data``: ``sample`` (the bundled sample), a data.yaml, or a dataset folder (``datasets.resolve_data``). Training
     defaults are Ultralytics' (100 epochs, imgsz 640, batch 16); extra keyword arguments go to every ``YOLO.train``
     call (e.g. ``lr0``, ``optimizer``), ``plots`` defaults to False. The first model is the baseline of the ratios.
+``scale`` is the model scale; a number there is Ultralytics' ``scale`` augmentation (``_model_scale``).
 
     ``engine="ray"`` trains the variants as Ray tasks (``engines.ray_map``), each asking for ``num_cpus`` CPUs and
     ``num_gpus`` GPUs, on the cluster at ``address`` (or a local Ray); the run folders, the skip/resume/refuse rules
@@ -276,6 +290,7 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     from .datasets import resolve_data
 
     t0 = time.perf_counter()
+    scale = _model_scale(scale, train_args)
     specs = resolve_models(models, scale)
     data_yaml = str(Path(sample_data() if str(data) == "sample" else resolve_data(data)).resolve())
     out = Path(out).resolve()

@@ -34,8 +34,10 @@ def variants(scale: str = "n") -> list[str]:
 
     Read from the package's config folder, so a module that lands with its config is benchmarked with no edit here.
     """
-    from ..registry import CFG_DIR
+    from ..registry import CFG_DIR, SCALES
 
+    if not isinstance(scale, str) or len(scale) != 1 or scale not in SCALES:
+        raise ValueError(f"scale={scale!r} is not a model scale: one of {', '.join(SCALES)}")
     shipped = sorted(p.name for p in CFG_DIR.rglob("yolo11-*.yaml"))
     return [f"yolo11{scale}.yaml", *(n.replace("yolo11-", f"yolo11{scale}-", 1) for n in shipped)]
 
