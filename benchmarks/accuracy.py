@@ -1,8 +1,11 @@
 """Accuracy benchmark: YOLO11n and every shipped config at scale n, trained the same way on real data, one table.
 
 A fixed recipe, so that rows from different days compare: ``yolo_improve.compare`` (identical data, epochs, imgsz,
-batch, seed, deterministic; params, GFLOPs and latency of the deploy form measured in the same run) on coco128's
-person class (``coco128_subsets.subset``), AdamW lr0 0.002, mosaic off, CPU.
+batch, seed, deterministic (compare sets it); params, GFLOPs and latency of the deploy form measured in the same run) on coco128's
+person class (``coco128_subsets.subset``), CPU. Ultralytics' default training (``optimizer=auto``, which picks AdamW
+lr0 0.002 here, warm-up, mosaic and the other augmentations) with one change: ``nbs`` = batch, i.e. no gradient
+accumulation (with the default ``nbs=64`` a 45-image set gets one optimizer step per epoch; the learning curves in
+``learning_curves.py`` show every model stays near mAP 0 that way).
 
 - ``--split heldout`` (default): the 61 coco128 images with a person, the last 16 (sorted by name) held out for
   validation, the other 45 for training; ``--split heldin`` trains and validates on all 61 (how fast a model fits).
@@ -11,7 +14,7 @@ person class (``coco128_subsets.subset``), AdamW lr0 0.002, mosaic off, CPU.
   head); the table's ``start`` column says what each run loaded. 0: every variant from scratch.
 - ``--backbone FOLDER``: ImageNet weights for the backbone variants (files named after the variant).
 
-    python benchmarks/accuracy.py [--epochs 30] [--base-epochs 0] [--split heldout] [--imgsz 160] [--batch 8]
+    python benchmarks/accuracy.py [--epochs 30] [--base-epochs 0] [--split heldout] [--imgsz 160] [--batch 4]
         [--models baseline,orepa,...] [--backbone DIR] [--out runs/accuracy]
 """
 
@@ -26,7 +29,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-RECIPE = dict(optimizer="AdamW", lr0=0.002, mosaic=0.0, seed=0, workers=0, device="cpu", repeats=20, threads=1)
+RECIPE = dict(seed=0, workers=0, device="cpu", repeats=20, threads=1)
 
 
 def main() -> None:
@@ -35,7 +38,7 @@ def main() -> None:
     ap.add_argument("--base-epochs", type=int, default=0)
     ap.add_argument("--split", choices=("heldout", "heldin"), default="heldout")
     ap.add_argument("--imgsz", type=int, default=160)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--models", default=None)
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--out", default="runs/accuracy")
@@ -54,7 +57,8 @@ def main() -> None:
     out = Path(a.out).resolve()
     data = subset(out / "data" / f"coco128-person-{a.split}", classes=(0,), only_with=True,
                   val=16 if a.split == "heldout" else None)
-    train = {k: v for k, v in RECIPE.items() if k not in ("repeats", "threads")}
+    recipe = {**RECIPE, "nbs": a.batch}
+    train = {k: v for k, v in recipe.items() if k not in ("repeats", "threads")}
     pretrained = None
     if a.base_epochs:
         base = out / f"base-yolo11n-{a.split}-{a.base_epochs}ep"
@@ -65,7 +69,7 @@ def main() -> None:
         pretrained = base / "weights" / "last.pt"
     run = out / f"{a.split}-{a.epochs}ep-{'warm' if pretrained else 'scratch'}"
     result = compare(data, a.models, out=run, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, pretrained=pretrained,
-                     backbone=a.backbone, **RECIPE)
+                     backbone=a.backbone, **recipe)
     print(f"\n{result.markdown()}\n\n{result.describe()}\ndata: {data} ({a.split}); table: {result.paths['md']}")
 
 

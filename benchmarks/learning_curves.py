@@ -6,16 +6,17 @@ validates every epoch and runs in its own process (the suspects patch classes). 
 epochs, the final mAP50, params and GFLOPs (training form, at imgsz 640), and the mean |layer scale| of UniRepLKNet
 blocks at the end (how far its residual branches have opened from their 1e-6 init).
 
-Recipe (fixed, documented): coco128's person class (``coco128_subsets.subset``: the 61 images with a person, 254
-boxes, the other classes removed), held-in (train == val: the curves show how fast each model fits the data, not
-generalisation), imgsz 160, batch 8, AdamW lr0 0.002 (``optimizer=auto`` picks AdamW with an lr from the class count), Ultralytics'
-warm-up (3 epochs, at least 100 iterations), mosaic off, seed 0, deterministic, CPU, 1 thread per run.
+Data (fixed): coco128's person class (``coco128_subsets.subset``: the 61 images with a person, 254 boxes, the other
+classes removed), held-in (train == val: the curves show how fast each model fits the data, not generalisation),
+imgsz 160, batch 4, seed 0, deterministic, CPU, 1 thread per run, validation every epoch. Two recipes (``--recipe``):
 
-``--fit``: the cheap form: the first 32 of the 61 images only (4 iterations per epoch), no per-epoch validation:
-how fast each model fits a few images (optimisation, not data); the table then gives the training loss (box + cls +
-dfl, mean over the epoch) at a few epochs and the final mAP50 on all 61 images.
+- ``ultralytics``: Ultralytics' defaults (``optimizer=auto`` = AdamW lr0 0.002 here, warm-up of 100 iterations,
+  mosaic and the other augmentations) except ``nbs=4`` = batch (no gradient accumulation: with ``nbs=64`` 61 images
+  give one optimizer step per epoch). 480 optimizer steps in 30 epochs.
+- ``fit``: the demo's short-run recipe (``cli.DEMO_OPTS``): no warm-up, AdamW lr0 0.003, no mosaic, flips, shifts or
+  colour jitter, ``nbs`` = batch; what each model can fit in a few hundred steps.
 
-    python benchmarks/learning_curves.py [--only yolo11n,unirep_a_x0.25,...] [--epochs 30] [--fit]
+    python benchmarks/learning_curves.py [--only yolo11n,unireplknet_n,...] [--epochs 30] [--recipe fit]
         [--out runs/curves] [--jobs 1]
 """
 
@@ -34,8 +35,13 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-RECIPE = dict(imgsz=160, batch=8, workers=0, device="cpu", optimizer="AdamW", lr0=0.002, mosaic=0.0, cache=True,
-              plots=False, seed=0, deterministic=True, exist_ok=True, verbose=False)
+COMMON = dict(imgsz=160, batch=4, nbs=4, workers=0, device="cpu", cache=True, plots=False, seed=0, deterministic=True,
+              exist_ok=True, verbose=False)
+RECIPES = {
+    "ultralytics": COMMON,
+    "fit": {**COMMON, "optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 0.0, "mosaic": 0.0, "translate": 0.0,
+            "fliplr": 0.0, "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0},
+}
 
 
 def _row(cfg: str, row: list) -> dict:
@@ -55,6 +61,13 @@ def _row(cfg: str, row: list) -> dict:
 # name -> (model: YAML name, or (YAML name, backbone row)), train overrides, suspect)
 EXPERIMENTS = {
     "yolo11n": ("yolo11n.yaml", {}, None),
+    "repvit_n": ("yolo11n-repvit.yaml", {}, None),  # the shipped n configs: full-width variants (m0_9, a, atto)
+    "unireplknet_n": ("yolo11n-unireplknet.yaml", {}, None),
+    "convnextv2_n": ("yolo11n-convnextv2.yaml", {}, None),
+    "unireplknet_n_torch-init": ("yolo11n-unireplknet.yaml", {}, "torch_init"),
+    "convnextv2_n_torch-init": ("yolo11n-convnextv2.yaml", {}, "torch_init"),
+    "unireplknet_n_ls1": ("yolo11n-unireplknet.yaml", {}, "ls_1.0"),
+    "unireplknet_n_torch-init_ls1": ("yolo11n-unireplknet.yaml", {}, "torch_init+ls_1.0"),
     "unirep_a_x0.25": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, None),
     "unirep_a_x1.0": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [1.0]]), {}, None),
     "unirep_a_x0.25_bn-torch": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, "bn_torch"),
@@ -78,6 +91,10 @@ def _suspect(name: str | None) -> None:
     """Apply one suspect change for this process (classes are patched, so every rebuild of the model has it)."""
     if name is None:
         return
+    if "+" in name:  # several suspects at once
+        for one in name.split("+"):
+            _suspect(one)
+        return
     from torch import nn
     from ultralytics.nn import tasks
 
@@ -93,6 +110,11 @@ def _suspect(name: str | None) -> None:
                     m.eps, m.momentum = 1e-5, 0.1
 
         tasks.initialize_weights = initialize_weights
+    elif name == "torch_init":  # PyTorch's default conv/linear init instead of the papers' truncated normal (std 0.02)
+        import timm.models.convnext
+
+        timm.models.convnext._init_weights = lambda module, name=None, head_init_scale=1.0: None
+        unireplknet.UniRepLKNet._init_weights = staticmethod(lambda m: None)
     elif name == "ls_no_wd":  # the layer scale out of weight decay (honoured by the integration's optimizer groups)
         unireplknet.UniRepLKNetBlock.no_weight_decay = True
     elif name.startswith("ls_"):  # another layer-scale init
@@ -103,7 +125,7 @@ def _suspect(name: str | None) -> None:
         raise ValueError(f"unknown suspect {name}")
 
 
-def run_one(name: str, epochs: int, out: Path, fit_only: bool = False) -> dict:
+def run_one(name: str, epochs: int, out: Path, recipe: str = "ultralytics") -> dict:
     import torch
     from ultralytics import YOLO
 
@@ -125,14 +147,62 @@ def run_one(name: str, epochs: int, out: Path, fit_only: bool = False) -> dict:
     if hasattr(model.model.model[0], "channels"):
         info["widths"] = list(model.model.model[0].channels)
     t = time.time()
-    fit = dict(fraction=32 / 61, val=False) if fit_only else {}
     model.train(data=str(out / "data" / "coco128-person"), epochs=epochs, project=str(out), name=name,
-                **{**RECIPE, **fit, **overrides})
+                **{**RECIPES[recipe], **overrides})
     info["train_s"] = round(time.time() - t, 1)
     scales = [m.layer_scale.abs().mean().item() for m in model.trainer.model.modules()
               if getattr(m, "layer_scale", None) is not None]
     info["layer_scale"] = sum(scales) / len(scales) if scales else None
     return info
+
+
+def gradients(names: list[str]) -> str:
+    """Mean |gradient| at initialisation (one batch of 4 random 160 px images with 8 boxes): the backbone's block weights (inside the residual
+    branches), its other weights (stem, downsampling, output norms), and the neck and head. Deterministic and cheap:
+    it shows whether a backbone's blocks can learn at all at the start, which a near-zero mAP cannot."""
+    lines = []
+    for name in names:
+        spec, _, suspect = EXPERIMENTS[name]
+        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import learning_curves as lc; "
+                f"lc._suspect({suspect!r}); print(lc._grads({name!r}))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        lines.append(out.strip().splitlines()[-1])
+    head = "| experiment | backbone block weights | other backbone weights | neck + head |\n|---|---|---|---|"
+    return "\n".join([head, *lines])
+
+
+def _grads(name: str) -> str:
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.cfg import get_cfg
+
+    import yolo_improve  # noqa: F401
+
+    spec = EXPERIMENTS[name][0]
+    if isinstance(spec, tuple):
+        import tempfile
+
+        import yaml
+
+        path = Path(tempfile.mkdtemp()) / f"{Path(spec[0]).stem}-{name}.yaml"
+        path.write_text(yaml.safe_dump(_row(*spec)))
+        spec = str(path)
+    torch.manual_seed(0)
+    model = YOLO(spec).model.train()
+    model.args = get_cfg()
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.rand(8, 4, generator=g) * 0.4 + torch.tensor([0.3, 0.3, 0.1, 0.1])
+    batch = {"img": torch.rand(4, 3, 160, 160, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(2),
+             "cls": torch.zeros(8, 1), "bboxes": boxes}
+    model.loss(batch)[0].sum().backward()
+    groups = {"block": [], "other": [], "neck": []}
+    for n, p in model.named_parameters():
+        if p.grad is None or p.ndim < 2:
+            continue
+        key = "neck" if not n.startswith("model.0.") else "block" if ".stages" in n and "downsample" not in n else "other"
+        groups[key].append(p.grad.abs().mean().item())
+    cell = lambda v: f"{sum(v) / len(v):.1e}" if v else "-"  # noqa: E731
+    return f"| {name} | {cell(groups['block'])} | {cell(groups['other'])} | {cell(groups['neck'])} |"
 
 
 def curve(run: Path) -> list[tuple[float, float, float]]:
@@ -144,9 +214,10 @@ def curve(run: Path) -> list[tuple[float, float, float]]:
             for r in rows]
 
 
-def table(names: list[str], out: Path, fit_only: bool = False) -> str:
+def table(names: list[str], out: Path) -> str:
     head = ["experiment", "backbone widths", "params M", "GFLOPs", "mean layer scale", "train s"]
-    lines, eps = [], None
+    lines, eps, base = [], None, None
+    names = sorted(names, key=lambda n: n != "yolo11n")  # the baseline first: the ratio column needs it
     for n in names:
         f = out / n / "yolo_improve_curve.json"
         if not f.is_file():
@@ -154,13 +225,16 @@ def table(names: list[str], out: Path, fit_only: bool = False) -> str:
         info = json.loads(f.read_text())
         c = curve(out / n)
         ls = "-" if info.get("layer_scale") is None else f"{info['layer_scale']:.3g}"
-        eps = [e for e in (CHECKPOINTS if not fit_only else (1, 5, 10, 15, 20, 25)) if e <= len(c)]
+        eps = [e for e in CHECKPOINTS if e <= len(c)]
+        last = sum(r[1] for r in c[-5:]) / len(c[-5:])  # mean of the last 5 epochs: one epoch's val is noisy
+        base = last if n == "yolo11n" else base
         lines.append([n, "/".join(map(str, info.get("widths", []))) or "-", f"{info['params_M']:.2f}",
                       f"{info['gflops_640']:.1f}", ls, f"{info['train_s']:.0f}"]
-                     + [f"{c[e - 1][2 if fit_only else 1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}"])
+                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}", f"{last:.4f}",
+                        f"{last / base:.2f}x" if base else "-"])
     if not lines:
         return ""
-    head += [f"loss ep{e}" if fit_only else f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final"]
+    head += [f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final", "mAP50-95 last 5", "x yolo11n"]
     return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *lines])
 
 
@@ -170,18 +244,22 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--out", default="runs/curves")
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (each in its own process)")
-    ap.add_argument("--fit", dest="fit_only", action="store_true", help="fit 32 images, no per-epoch val")
+    ap.add_argument("--recipe", choices=tuple(RECIPES), default="ultralytics")
+    ap.add_argument("--grads", action="store_true", help="only the gradient table at initialisation (no training)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     out = Path(a.out).resolve()
     if a.one:
-        info = run_one(a.one, a.epochs, out, a.fit_only)
+        info = run_one(a.one, a.epochs, out, a.recipe)
         (out / a.one / "yolo_improve_curve.json").write_text(json.dumps(info))
         return
     names = [n for n in a.only.split(",") if n]
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise SystemExit(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+    if a.grads:
+        print(gradients(names))
+        return
     from coco128_subsets import subset
 
     subset(out / "data" / "coco128-person", classes=(0,), only_with=True)
@@ -194,11 +272,11 @@ def main() -> None:
             (out / n).mkdir(parents=True, exist_ok=True)
             log = (out / f"{n}.log").open("w")
             cmd = [sys.executable, __file__, "--one", n, "--epochs", str(a.epochs), "--out", str(out)]
-            running.append(subprocess.Popen(cmd + ["--fit"] * a.fit_only, stdout=log,
+            running.append(subprocess.Popen(cmd + ["--recipe", a.recipe], stdout=log,
                                             stderr=subprocess.STDOUT, env=env))
         time.sleep(2)
         running = [p for p in running if p.poll() is None]
-    print(table(names, out, a.fit_only))
+    print(table(names, out))
 
 
 if __name__ == "__main__":
