@@ -58,25 +58,32 @@ def _row(cfg: str, row: list) -> dict:
     return d
 
 
-# name -> (model: YAML name, or (YAML name, backbone row)), train overrides, suspect)
+# name -> (model: YAML name, or (YAML name, backbone row)), train overrides, suspect). "paper_init" builds
+# UniRepLKNet with the paper's layer scale 1e-6 and truncated-normal init instead of ``SCRATCH_INIT`` (the default
+# since these curves); every UniRepLKNet row measured before that change carries it, so the README tables reproduce.
+UNIREP_N, UNIREP_A = "yolo11n-unireplknet.yaml", "unireplknet_a"
 EXPERIMENTS = {
     "yolo11n": ("yolo11n.yaml", {}, None),
     "repvit_n": ("yolo11n-repvit.yaml", {}, None),  # the shipped n configs: full-width variants (m0_9, a, atto)
-    "unireplknet_n": ("yolo11n-unireplknet.yaml", {}, None),
+    "unireplknet_n": (UNIREP_N, {}, None),
     "convnextv2_n": ("yolo11n-convnextv2.yaml", {}, None),
-    "unireplknet_n_torch-init": ("yolo11n-unireplknet.yaml", {}, "torch_init"),
+    "unireplknet_n_paper-init": (UNIREP_N, {}, "paper_init"),
+    "unireplknet_n_paper-init_ls1": (UNIREP_N, {}, "paper_init+ls_1.0"),
+    "unireplknet_n_paper-init_torch-init": (UNIREP_N, {}, "paper_init+torch_init"),
     "convnextv2_n_torch-init": ("yolo11n-convnextv2.yaml", {}, "torch_init"),
-    "unireplknet_n_ls1": ("yolo11n-unireplknet.yaml", {}, "ls_1.0"),
-    "unireplknet_n_torch-init_ls1": ("yolo11n-unireplknet.yaml", {}, "torch_init+ls_1.0"),
-    "unirep_a_x0.25": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, None),
-    "unirep_a_x1.0": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [1.0]]), {}, None),
-    "unirep_a_x0.25_bn-torch": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, "bn_torch"),
-    "unirep_a_x0.25_ls-no-wd": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, "ls_no_wd"),
-    "unirep_a_x0.25_no-warmup": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]),
-                                 {"warmup_epochs": 0}, None),
+    "yolo11n_seed1": ("yolo11n.yaml", {"seed": 1}, None),  # the same comparison with another seed
+    "unireplknet_n_seed1": (UNIREP_N, {"seed": 1}, None),
+    "unireplknet_n_paper-init_seed1": (UNIREP_N, {"seed": 1}, "paper_init"),
+    "convnextv2_n_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, None),
+    "repvit_n_seed1": ("yolo11n-repvit.yaml", {"seed": 1}, None),
+    "unirep_a_x0.25": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {}, "paper_init"),
+    "unirep_a_x1.0": ((UNIREP_N, [-1, 1, UNIREP_A, [1.0]]), {}, "paper_init"),
+    "unirep_a_x0.25_bn-torch": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {}, "paper_init+bn_torch"),
+    "unirep_a_x0.25_ls-no-wd": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {}, "paper_init+ls_no_wd"),
+    "unirep_a_x0.25_no-warmup": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {"warmup_epochs": 0}, "paper_init"),
     "yolo11n_no-warmup": ("yolo11n.yaml", {"warmup_epochs": 0}, None),
-    "unirep_a_x0.25_ls0.1": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [0.25]]), {}, "ls_0.1"),
-    "unirep_a_x1.0_bn-torch": (("yolo11n-unireplknet.yaml", [-1, 1, "unireplknet_a", [1.0]]), {}, "bn_torch"),
+    "unirep_a_x0.25_ls0.1": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {}, "paper_init+ls_0.1"),
+    "unirep_a_x1.0_bn-torch": ((UNIREP_N, [-1, 1, UNIREP_A, [1.0]]), {}, "paper_init+bn_torch"),
     "repvit_m0_9_x0.25": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [0.25]]), {}, None),
     "repvit_m0_9_x1.0": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [1.0]]), {}, None),
     "convnextv2_atto_x0.25": (("yolo11n-convnextv2.yaml", [-1, 1, "convnextv2_atto", [0.25]]), {}, None),
@@ -110,17 +117,17 @@ def _suspect(name: str | None) -> None:
                     m.eps, m.momentum = 1e-5, 0.1
 
         tasks.initialize_weights = initialize_weights
+    elif name == "paper_init":  # UniRepLKNet as the paper initialises it (layer scale 1e-6, truncated normal)
+        unireplknet.SCRATCH_INIT.update(layer_scale_init_value=1e-6, paper_init=True)
     elif name == "torch_init":  # PyTorch's default conv/linear init instead of the papers' truncated normal (std 0.02)
         import timm.models.convnext
 
         timm.models.convnext._init_weights = lambda module, name=None, head_init_scale=1.0: None
-        unireplknet.UniRepLKNet._init_weights = staticmethod(lambda m: None)
+        unireplknet.SCRATCH_INIT.update(paper_init=False)
     elif name == "ls_no_wd":  # the layer scale out of weight decay (honoured by the integration's optimizer groups)
         unireplknet.UniRepLKNetBlock.no_weight_decay = True
     elif name.startswith("ls_"):  # another layer-scale init
-        init = unireplknet.UniRepLKNetBlock.__init__
-        value = float(name[3:])
-        unireplknet.UniRepLKNetBlock.__init__ = lambda self, dim, k, dp=0.0, ls=1e-6: init(self, dim, k, dp, value)
+        unireplknet.SCRATCH_INIT.update(layer_scale_init_value=float(name[3:]))
     else:
         raise ValueError(f"unknown suspect {name}")
 
@@ -214,10 +221,16 @@ def curve(run: Path) -> list[tuple[float, float, float]]:
             for r in rows]
 
 
+def _last5(run: Path) -> float:
+    """Mean mAP50-95 of the last 5 epochs: one epoch's validation is noisy."""
+    c = curve(run)
+    return sum(r[1] for r in c[-5:]) / len(c[-5:])
+
+
 def table(names: list[str], out: Path) -> str:
+    """One row per finished experiment; the ratio is to YOLO11n trained with the same seed (``yolo11n_seed1`` ...)."""
     head = ["experiment", "backbone widths", "params M", "GFLOPs", "mean layer scale", "train s"]
-    lines, eps, base = [], None, None
-    names = sorted(names, key=lambda n: n != "yolo11n")  # the baseline first: the ratio column needs it
+    lines, eps = [], None
     for n in names:
         f = out / n / "yolo_improve_curve.json"
         if not f.is_file():
@@ -226,12 +239,11 @@ def table(names: list[str], out: Path) -> str:
         c = curve(out / n)
         ls = "-" if info.get("layer_scale") is None else f"{info['layer_scale']:.3g}"
         eps = [e for e in CHECKPOINTS if e <= len(c)]
-        last = sum(r[1] for r in c[-5:]) / len(c[-5:])  # mean of the last 5 epochs: one epoch's val is noisy
-        base = last if n == "yolo11n" else base
+        last, base = _last5(out / n), out / ("yolo11n" + ("_" + n.rsplit("_", 1)[1] if "_seed" in n else ""))
+        ratio = f"{last / _last5(base):.2f}x" if (base / "results.csv").is_file() else "-"
         lines.append([n, "/".join(map(str, info.get("widths", []))) or "-", f"{info['params_M']:.2f}",
                       f"{info['gflops_640']:.1f}", ls, f"{info['train_s']:.0f}"]
-                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}", f"{last:.4f}",
-                        f"{last / base:.2f}x" if base else "-"])
+                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}", f"{last:.4f}", ratio])
     if not lines:
         return ""
     head += [f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final", "mAP50-95 last 5", "x yolo11n"]

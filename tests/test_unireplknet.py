@@ -213,3 +213,25 @@ def test_onnx_export_deploy_matches():
     for r, o in zip(ref, got):
         assert r.shape == o.shape
         assert rel_diff(r, torch.from_numpy(o)) <= 1e-4
+
+
+def test_yolo_rows_start_with_open_blocks_the_paper_class_keeps_its_init():
+    """``SCRATCH_INIT``: a YOLO row's UniRepLKNet starts with layer scale 1.0 and PyTorch's default init, so its blocks
+    learn from the first step; with the paper's 1e-6 the weights inside them get gradients 5 orders smaller. The class
+    itself keeps the paper's values (checkpoint code and the reference tests build it)."""
+    torch.manual_seed(0)
+    paper, scratch = UniRepLKNet(**VARIANTS["a"]), unireplknet("a")
+    for model, value in ((paper, 1e-6), (scratch, 1.0)):
+        scales = [m.layer_scale for m in model.modules() if isinstance(m, UniRepLKNetBlock)]
+        assert len(scales) == 12 and all(torch.all(s == value) for s in scales)
+    # truncated normal std 0.02 vs PyTorch's default for a 40 -> 160 linear: U(+-1/sqrt(40)), std 1/sqrt(120)
+    assert paper.stages[0][0].pwconv1.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert scratch.stages[0][0].pwconv1.weight.std().item() == pytest.approx(120 ** -0.5, rel=0.1)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    grad = {}
+    for name, model in (("paper", paper), ("scratch", scratch)):
+        g = torch.Generator().manual_seed(1)  # a fixed random readout (a squared norm is constant after LayerNorm)
+        sum((o * torch.randn(o.shape, generator=g)).mean() for o in model(x)).backward()
+        grad[name] = torch.stack([m.pwconv2.weight.grad.abs().mean() for m in model.modules()
+                                  if isinstance(m, UniRepLKNetBlock)]).mean().item()
+    assert grad["scratch"] > 1e-4 and grad["paper"] < 1e-4 * grad["scratch"]
