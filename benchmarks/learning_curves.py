@@ -71,6 +71,8 @@ EXPERIMENTS = {
     "unireplknet_n_paper-init_ls1": (UNIREP_N, {}, "paper_init+ls_1.0"),
     "unireplknet_n_paper-init_torch-init": (UNIREP_N, {}, "paper_init+torch_init"),
     "convnextv2_n_torch-init": ("yolo11n-convnextv2.yaml", {}, "torch_init"),
+    "convnextv2_n_out-norm": ("yolo11n-convnextv2.yaml", {}, "out_norm"),
+    "convnextv2_n_out-norm_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, "out_norm"),
     "yolo11n_seed1": ("yolo11n.yaml", {"seed": 1}, None),  # the same comparison with another seed
     "unireplknet_n_seed1": (UNIREP_N, {"seed": 1}, None),
     "unireplknet_n_paper-init_seed1": (UNIREP_N, {"seed": 1}, "paper_init"),
@@ -124,6 +126,19 @@ def _suspect(name: str | None) -> None:
 
         timm.models.convnext._init_weights = lambda module, name=None, head_init_scale=1.0: None
         unireplknet.SCRATCH_INIT.update(paper_init=False)
+    elif name == "out_norm":  # a LayerNorm on each output map of a timm backbone (the papers' dense-prediction form)
+        from timm.layers import LayerNorm2d
+
+        from yolo_improve.backbones import timm as tb
+
+        init, forward = tb.TimmBackbone.__init__, tb.TimmBackbone.forward
+
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in self.channels)
+
+        tb.TimmBackbone.__init__ = __init__
+        tb.TimmBackbone.forward = lambda self, x: [n(f) for n, f in zip(self.out_norms, forward(self, x))]
     elif name == "ls_no_wd":  # the layer scale out of weight decay (honoured by the integration's optimizer groups)
         unireplknet.UniRepLKNetBlock.no_weight_decay = True
     elif name.startswith("ls_"):  # another layer-scale init
