@@ -147,14 +147,9 @@ def _suspect(name: str | None) -> None:
         raise ValueError(f"unknown suspect {name}")
 
 
-def run_one(name: str, epochs: int, out: Path, recipe: str = "ultralytics") -> dict:
-    import torch
-    from ultralytics import YOLO
-
-    import yolo_improve  # noqa: F401
-    from yolo_improve.bench.runner import gflops, n_params
-
-    spec, overrides, suspect = EXPERIMENTS[name]
+def _model(name: str, out: Path) -> str:
+    """The experiment's model as a YAML name or a file written under ``out/cfg``, its suspect applied (this process)."""
+    spec, _, suspect = EXPERIMENTS[name]
     _suspect(suspect)
     if isinstance(spec, tuple):
         import yaml
@@ -163,6 +158,17 @@ def run_one(name: str, epochs: int, out: Path, recipe: str = "ultralytics") -> d
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(_row(*spec)))
         spec = str(path)
+    return spec
+
+
+def run_one(name: str, epochs: int, out: Path, recipe: str = "ultralytics") -> dict:
+    import torch
+    from ultralytics import YOLO
+
+    import yolo_improve  # noqa: F401
+    from yolo_improve.bench.runner import gflops, n_params
+
+    spec, overrides = _model(name, out), EXPERIMENTS[name][1]
     torch.manual_seed(0)
     model = YOLO(spec)
     info = {"params_M": n_params(model.model) / 1e6, "gflops_640": gflops(model.model, 640)}
@@ -178,37 +184,25 @@ def run_one(name: str, epochs: int, out: Path, recipe: str = "ultralytics") -> d
     return info
 
 
-def gradients(names: list[str]) -> str:
-    """Mean |gradient| at initialisation (one batch of 4 random 160 px images with 8 boxes): the backbone's block weights (inside the residual
-    branches), its other weights (stem, downsampling, output norms), and the neck and head. Deterministic and cheap:
-    it shows whether a backbone's blocks can learn at all at the start, which a near-zero mAP cannot."""
-    lines = []
-    for name in names:
-        spec, _, suspect = EXPERIMENTS[name]
-        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import learning_curves as lc; "
-                f"lc._suspect({suspect!r}); print(lc._grads({name!r}))")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        lines.append(out.strip().splitlines()[-1])
+def gradients(names: list[str], out: Path) -> str:
+    """Mean |gradient| at initialisation (one batch of 4 random 160 px images with 8 boxes): the backbone's block
+    weights (inside the residual branches), its other weights (stem, downsampling, output norms), and the neck and
+    head. Deterministic and cheap: it shows whether a backbone's blocks can learn at all at the start, which a
+    near-zero mAP cannot. One process per experiment, as suspects patch classes."""
+    rows = [subprocess.run([sys.executable, __file__, "--one", n, "--grads", "--out", str(out)], capture_output=True,
+                           text=True, check=True).stdout.strip().splitlines()[-1] for n in names]
     head = "| experiment | backbone block weights | other backbone weights | neck + head |\n|---|---|---|---|"
-    return "\n".join([head, *lines])
+    return "\n".join([head, *rows])
 
 
-def _grads(name: str) -> str:
+def grads_one(name: str, out: Path) -> str:
     import torch
     from ultralytics import YOLO
     from ultralytics.cfg import get_cfg
 
     import yolo_improve  # noqa: F401
 
-    spec = EXPERIMENTS[name][0]
-    if isinstance(spec, tuple):
-        import tempfile
-
-        import yaml
-
-        path = Path(tempfile.mkdtemp()) / f"{Path(spec[0]).stem}-{name}.yaml"
-        path.write_text(yaml.safe_dump(_row(*spec)))
-        spec = str(path)
+    spec = _model(name, out)
     torch.manual_seed(0)
     model = YOLO(spec).model.train()
     model.args = get_cfg()
@@ -276,6 +270,9 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     out = Path(a.out).resolve()
+    if a.one and a.grads:
+        print(grads_one(a.one, out))
+        return
     if a.one:
         info = run_one(a.one, a.epochs, out, a.recipe)
         (out / a.one / "yolo_improve_curve.json").write_text(json.dumps(info))
@@ -285,7 +282,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
     if a.grads:
-        print(gradients(names))
+        print(gradients(names, out))
         return
     from coco128_subsets import subset
 

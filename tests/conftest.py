@@ -39,6 +39,16 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def yolo11n_checkpoint(folder: Path, seed: int) -> Path:
+    """A YOLO11n detection checkpoint made by the test, with random BN (fp16 on disk, as Ultralytics saves)."""
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n.yaml")
+    randomize_bn(model.model, seed=seed)
+    model.save(folder / "yolo11n.pt")
+    return folder / "yolo11n.pt"
+
+
 def trained_conv(c1, c2, k, s, g=1, fused=False, seed=0):
     """An Ultralytics ``Conv`` that looks trained (random kernel, random BN statistics), optionally already fused,
     the source of the function-preserving conversions (``from_conv``)."""

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import onnx_max_diff, randomize_bn
+from conftest import onnx_max_diff, randomize_bn, yolo11n_checkpoint
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
@@ -40,12 +40,7 @@ def _rel(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A YOLO11n detection checkpoint made here (fp16 on disk, as Ultralytics saves)."""
-    model = YOLO("yolo11n.yaml")
-    randomize_bn(model.model, seed=3)
-    path = tmp_path_factory.mktemp("ckpt") / "yolo11n.pt"
-    model.save(path)
-    return path
+    return yolo11n_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=3)
 
 
 @pytest.mark.parametrize("task", TASKS)

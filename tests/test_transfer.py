@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import torch
-from conftest import SEEDS, randomize_bn
+from conftest import SEEDS, randomize_bn, yolo11n_checkpoint
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
@@ -26,11 +26,8 @@ class Started(Exception):
 
 @pytest.fixture(scope="module")
 def yolo11n(tmp_path_factory):
-    """A YOLO11n checkpoint file made by the test (fp16 on disk, as Ultralytics saves), and its model in fp32."""
-    model = YOLO("yolo11n.yaml")
-    randomize_bn(model.model, seed=1)
-    path = tmp_path_factory.mktemp("ckpt") / "yolo11n.pt"
-    model.save(path)
+    """A YOLO11n checkpoint file made by the test, and its model in fp32."""
+    path = yolo11n_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=1)
     return path, load_weights(path)
 
 
