@@ -42,6 +42,7 @@ RECIPES = {
     "fit": {**COMMON, "optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 0.0, "mosaic": 0.0, "translate": 0.0,
             "fliplr": 0.0, "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0},
 }
+RECIPES["shift"] = {**RECIPES["fit"], "translate": 0.1}  # fit, but objects move (Ultralytics' default translate)
 
 
 def _row(cfg: str, row: list) -> dict:
@@ -73,7 +74,14 @@ EXPERIMENTS = {
     "convnextv2_n_torch-init": ("yolo11n-convnextv2.yaml", {}, "torch_init"),
     "convnextv2_n_out-norm": ("yolo11n-convnextv2.yaml", {}, "out_norm"),
     "convnextv2_n_out-norm_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, "out_norm"),
-    "yolo11n_seed1": ("yolo11n.yaml", {"seed": 1}, None),  # the same comparison with another seed
+    "convnextv2_n_overlap": ("yolo11n-convnextv2.yaml", {}, "overlap"),
+    "convnextv2_n_overlap_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, "overlap"),
+    "yolo11n_320": ("yolo11n.yaml", {"imgsz": 320}, None),  # 4x the pixels: P4 maps of 20 x 20 instead of 10 x 10
+    "convnextv2_n_320": ("yolo11n-convnextv2.yaml", {"imgsz": 320}, None),
+    "yolo11n_seed1": ("yolo11n.yaml", {"seed": 1}, None),  # the same comparisons with other seeds
+    "yolo11n_seed2": ("yolo11n.yaml", {"seed": 2}, None),
+    "convnextv2_n_seed2": ("yolo11n-convnextv2.yaml", {"seed": 2}, None),
+    "convnextv2_n_overlap_seed2": ("yolo11n-convnextv2.yaml", {"seed": 2}, "overlap"),
     "unireplknet_n_seed1": (UNIREP_N, {"seed": 1}, None),
     "unireplknet_n_paper-init_seed1": (UNIREP_N, {"seed": 1}, "paper_init"),
     "convnextv2_n_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, None),
@@ -139,6 +147,26 @@ def _suspect(name: str | None) -> None:
 
         tb.TimmBackbone.__init__ = __init__
         tb.TimmBackbone.forward = lambda self, x: [n(f) for n, f in zip(self.out_norms, forward(self, x))]
+    elif name == "overlap":  # ConvNeXt's patchify stem (4x4 / 4) and 2x2 / 2 downsampling made overlapping (7x7 / 4,
+        # 3x3 / 2, as UniRepLKNet, RepViT and YOLO downsample), initialised as timm initialises ConvNeXt convs
+        from timm.layers import trunc_normal_
+
+        from yolo_improve.backbones import timm as tb
+
+        init = tb.TimmBackbone.__init__
+
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            for parent in self.body.modules():
+                for key, m in parent.named_children():
+                    if isinstance(m, nn.Conv2d) and m.kernel_size == m.stride and m.stride[0] > 1:
+                        s = m.stride[0]
+                        new = nn.Conv2d(m.in_channels, m.out_channels, 2 * s - 1, s, s - 1)
+                        trunc_normal_(new.weight, std=0.02)
+                        nn.init.zeros_(new.bias)
+                        setattr(parent, key, new)
+
+        tb.TimmBackbone.__init__ = __init__
     elif name == "ls_no_wd":  # the layer scale out of weight decay (honoured by the integration's optimizer groups)
         unireplknet.UniRepLKNetBlock.no_weight_decay = True
     elif name.startswith("ls_"):  # another layer-scale init
@@ -178,10 +206,34 @@ def run_one(name: str, epochs: int, out: Path, recipe: str = "ultralytics") -> d
     model.train(data=str(out / "data" / "coco128-person"), epochs=epochs, project=str(out), name=name,
                 **{**RECIPES[recipe], **overrides})
     info["train_s"] = round(time.time() - t, 1)
+    info.update(geometry(out / name))
     scales = [m.layer_scale.abs().mean().item() for m in model.trainer.model.modules()
               if getattr(m, "layer_scale", None) is not None]
     info["layer_scale"] = sum(scales) / len(scales) if scales else None
     return info
+
+
+def geometry(run: Path) -> dict:
+    """mAP50-95 of the run's final weights in three geometries: Ultralytics' validation one (``rect``: each batch
+    padded to its own aspect ratio, as ``val`` and ``predict`` do), the training one (``square``: letterboxed to
+    imgsz x imgsz, image centred) and ``corner`` (the same square canvas, image in its top-left corner). Centring an
+    image in a 160 x 128 instead of a 160 x 160 canvas moves it by 16 px, the corner by up to 20 px: a model that has
+    learned where the held-in objects are (the ``fit`` recipe does not translate images) loses that shortcut."""
+    import yaml
+    from ultralytics import YOLO
+    from ultralytics.data import augment
+
+    data, imgsz = str(run.parent / "data" / "coco128-person"), yaml.safe_load((run / "args.yaml").read_text())["imgsz"]
+    val = lambda **kw: YOLO(run / "weights" / "last.pt").val(  # noqa: E731
+        data=data, imgsz=imgsz, batch=8, device="cpu", workers=0, plots=False, verbose=False, **kw).box.map
+    out = {"map_rect": val(rect=True), "map_square": val(rect=False)}
+    init = augment.LetterBox.__init__
+    augment.LetterBox.__init__ = lambda self, *a, **kw: init(self, *a, **{**kw, "center": False})
+    try:
+        out["map_corner"] = val(rect=False)
+    finally:
+        augment.LetterBox.__init__ = init
+    return out
 
 
 def gradients(names: list[str], out: Path) -> str:
@@ -221,42 +273,85 @@ def grads_one(name: str, out: Path) -> str:
     return f"| {name} | {cell(groups['block'])} | {cell(groups['other'])} | {cell(groups['neck'])} |"
 
 
-def curve(run: Path) -> list[tuple[float, float, float]]:
-    """(mAP50, mAP50-95, training loss) per epoch."""
+def curve(run: Path) -> list[tuple[float, float, float, float]]:
+    """(mAP50, mAP50-95, training loss, validation loss) per epoch."""
     with (run / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh, skipinitialspace=True))
-    loss = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
-    return [(float(r["metrics/mAP50(B)"]), float(r["metrics/mAP50-95(B)"]), sum(float(r[k]) for k in loss))
+    loss = lambda r, split: sum(float(r[f"{split}/{k}_loss"]) for k in ("box", "cls", "dfl"))  # noqa: E731
+    return [(float(r["metrics/mAP50(B)"]), float(r["metrics/mAP50-95(B)"]), loss(r, "train"), loss(r, "val"))
             for r in rows]
 
 
-def _last5(run: Path) -> float:
-    """Mean mAP50-95 of the last 5 epochs: one epoch's validation is noisy."""
+def _last5(run: Path, column: int = 1) -> float:
+    """Mean of the last 5 epochs (mAP50-95, or another ``curve`` column): one epoch's validation is noisy."""
     c = curve(run)
-    return sum(r[1] for r in c[-5:]) / len(c[-5:])
+    return sum(r[column] for r in c[-5:]) / len(c[-5:])
+
+
+def _info(out: Path, name: str) -> dict:
+    """A finished run's ``yolo_improve_curve.json``; geometry columns missing from runs made before them are measured
+    once (in a process with the experiment's suspect applied: some patch ``forward``) and kept."""
+    f = out / name / "yolo_improve_curve.json"
+    info = json.loads(f.read_text())
+    if "map_corner" not in info:
+        cmd = [sys.executable, __file__, "--one", name, "--geometry", "--out", str(out)]
+        info.update(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]))
+        f.write_text(json.dumps(info))
+    return info
+
+
+def _reference(name: str) -> str:
+    """The YOLO11n experiment trained with the same overrides (seed, imgsz) as ``name``."""
+    return next(k for k, (spec, overrides, suspect) in EXPERIMENTS.items()
+                if spec == "yolo11n.yaml" and suspect is None and overrides == EXPERIMENTS[name][1])
 
 
 def table(names: list[str], out: Path) -> str:
-    """One row per finished experiment; the ratio is to YOLO11n trained with the same seed (``yolo11n_seed1`` ...)."""
+    """One row per finished experiment; the ratio is to YOLO11n trained with the same overrides (``_reference``)."""
     head = ["experiment", "backbone widths", "params M", "GFLOPs", "mean layer scale", "train s"]
     lines, eps = [], None
     for n in names:
         f = out / n / "yolo_improve_curve.json"
         if not f.is_file():
             continue
-        info = json.loads(f.read_text())
+        info = _info(out, n)
         c = curve(out / n)
         ls = "-" if info.get("layer_scale") is None else f"{info['layer_scale']:.3g}"
         eps = [e for e in CHECKPOINTS if e <= len(c)]
-        last, base = _last5(out / n), out / ("yolo11n" + ("_" + n.rsplit("_", 1)[1] if "_seed" in n else ""))
+        last, base = _last5(out / n), out / _reference(n)
         ratio = f"{last / _last5(base):.2f}x" if (base / "results.csv").is_file() else "-"
+        geo = " / ".join(f"{info[k]:.4f}" for k in ("map_rect", "map_square", "map_corner"))
         lines.append([n, "/".join(map(str, info.get("widths", []))) or "-", f"{info['params_M']:.2f}",
                       f"{info['gflops_640']:.1f}", ls, f"{info['train_s']:.0f}"]
-                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}", f"{last:.4f}", ratio])
+                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}", f"{_last5(out / n, 3):.2f}",
+                                                              f"{last:.4f}", ratio, geo])
     if not lines:
         return ""
-    head += [f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final", "mAP50-95 last 5", "x yolo11n"]
+    head += [f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final", "val loss last 5", "mAP50-95 last 5", "x yolo11n",
+                                                      "final mAP50-95 rect / square / corner"]
     return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *lines])
+
+
+def over_seeds(names: list[str], out: Path) -> str:
+    """Each experiment summed over the seeds it ran with (``x``, ``x_seed1``, ...) against its YOLO11n references
+    (``_reference``) summed the same way: one seed moves YOLO11n's mAP50-95 several-fold on 61 images, so a ranking
+    needs several."""
+    pairs: dict[str, list[tuple[Path, Path]]] = {}
+    for n in names:
+        ref = _reference(n)
+        if all((out / r / "yolo_improve_curve.json").is_file() for r in (n, ref)):
+            pairs.setdefault(n.partition("_seed")[0], []).append((out / n, out / ref))
+    lines = ["| experiment | seeds | mAP50-95 last 5, sum | x yolo11n | val loss last 5, mean | yolo11n val loss "
+             "| final rect x yolo11n | final square x yolo11n | final corner x yolo11n |", "|" + "---|" * 9]
+    for base, runs in pairs.items():
+        own, ref = [o for o, _ in runs], [r for _, r in runs]
+        m, b = sum(map(_last5, own)), sum(map(_last5, ref))
+        vl, vb = (sum(_last5(r, 3) for r in rs) / len(rs) for rs in (own, ref))
+        info = {r: _info(out, r.name) for r in own + ref}
+        geo = [f"{sum(info[r][k] for r in own) / sum(info[r][k] for r in ref):.2f}x"
+               for k in ("map_rect", "map_square", "map_corner")]
+        lines.append(f"| {base} | {len(runs)} | {m:.4f} | {m / b:.2f}x | {vl:.2f} | {vb:.2f} | {' | '.join(geo)} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -268,10 +363,15 @@ def main() -> None:
     ap.add_argument("--recipe", choices=tuple(RECIPES), default="ultralytics")
     ap.add_argument("--grads", action="store_true", help="only the gradient table at initialisation (no training)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--geometry", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     out = Path(a.out).resolve()
     if a.one and a.grads:
         print(grads_one(a.one, out))
+        return
+    if a.one and a.geometry:
+        _model(a.one, out)
+        print(json.dumps(geometry(out / a.one)))
         return
     if a.one:
         info = run_one(a.one, a.epochs, out, a.recipe)
@@ -301,6 +401,7 @@ def main() -> None:
         time.sleep(2)
         running = [p for p in running if p.poll() is None]
     print(table(names, out))
+    print(over_seeds(names, out))
 
 
 if __name__ == "__main__":
