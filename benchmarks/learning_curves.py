@@ -1,23 +1,26 @@
 """Learning curves: why a backbone does or does not learn, measured as mAP per epoch against YOLO11n.
 
 Each experiment is a model (a shipped config, or one with its backbone row changed) plus at most one change to the
-training (a suspect: BatchNorm settings, weight decay, learning rate, warm-up). Every run uses the same recipe,
-validates every epoch and runs in its own process (the suspects patch classes). The table gives mAP50-95 at a few
-epochs, the final mAP50, params and GFLOPs (training form, at imgsz 640), and the mean |layer scale| of UniRepLKNet
-blocks at the end (how far its residual branches have opened from their 1e-6 init).
+training (a suspect: BatchNorm settings, weight decay, init, layers). Every run uses the same recipe, validates every
+epoch and runs in its own process (the suspects patch classes). The table gives mAP50-95 at a few epochs, the mean of
+the last 5, the final mAP50, params and GFLOPs (training form, at imgsz 640), the mean |layer scale| of UniRepLKNet
+blocks at the end, and the final weights' mAP50-95 in three input geometries (``geometry``); a second table sums each
+experiment over its seeds against YOLO11n with the same seeds.
 
 Data (fixed): coco128's person class (``coco128_subsets.subset``: the 61 images with a person, 254 boxes, the other
 classes removed), held-in (train == val: the curves show how fast each model fits the data, not generalisation),
-imgsz 160, batch 4, seed 0, deterministic, CPU, 1 thread per run, validation every epoch. Two recipes (``--recipe``):
+imgsz 160, batch 4, seed 0 (``_seedN`` experiments: N), deterministic, CPU, 1 thread per run. Recipes (``--recipe``):
 
 - ``ultralytics``: Ultralytics' defaults (``optimizer=auto`` = AdamW lr0 0.002 here, warm-up of 100 iterations,
   mosaic and the other augmentations) except ``nbs=4`` = batch (no gradient accumulation: with ``nbs=64`` 61 images
-  give one optimizer step per epoch). 480 optimizer steps in 30 epochs.
+  give one optimizer step per epoch). 480 optimizer steps in 30 epochs. Every model stays at noise level.
 - ``fit``: the demo's short-run recipe (``cli.DEMO_OPTS``): no warm-up, AdamW lr0 0.003, no mosaic, flips, shifts or
-  colour jitter, ``nbs`` = batch; what each model can fit in a few hundred steps.
+  colour jitter, ``nbs`` = batch. Images never move, so a model can learn where the held-in objects are, and
+  Ultralytics' rect validation (which moves them) then penalises it: read its rect and square columns together.
+- ``shift``: ``fit`` with Ultralytics' default ``translate=0.1``, so position is not worth learning; the one to rank by.
 
-    python benchmarks/learning_curves.py [--only yolo11n,unireplknet_n,...] [--epochs 30] [--recipe fit]
-        [--out runs/curves] [--jobs 1]
+    python benchmarks/learning_curves.py [--only yolo11n,unireplknet_n,...] [--epochs 30] [--recipe shift]
+        [--out runs/curves] [--jobs 1] [--grads]
 """
 
 from __future__ import annotations
@@ -62,30 +65,26 @@ def _row(cfg: str, row: list) -> dict:
 # name -> (model: YAML name, or (YAML name, backbone row)), train overrides, suspect). "paper_init" builds
 # UniRepLKNet with the paper's layer scale 1e-6 and truncated-normal init instead of ``SCRATCH_INIT`` (the default
 # since these curves); every UniRepLKNet row measured before that change carries it, so the README tables reproduce.
-UNIREP_N, UNIREP_A = "yolo11n-unireplknet.yaml", "unireplknet_a"
+# A ``_seedN`` suffix: the same experiment with another seed.
+UNIREP_N, UNIREP_A, CONVNEXT_N = "yolo11n-unireplknet.yaml", "unireplknet_a", "yolo11n-convnextv2.yaml"
 EXPERIMENTS = {
     "yolo11n": ("yolo11n.yaml", {}, None),
     "repvit_n": ("yolo11n-repvit.yaml", {}, None),  # the shipped n configs: full-width variants (m0_9, a, atto)
     "unireplknet_n": (UNIREP_N, {}, None),
-    "convnextv2_n": ("yolo11n-convnextv2.yaml", {}, None),
+    "convnextv2_n": (CONVNEXT_N, {}, None),
     "unireplknet_n_paper-init": (UNIREP_N, {}, "paper_init"),
     "unireplknet_n_paper-init_ls1": (UNIREP_N, {}, "paper_init+ls_1.0"),
     "unireplknet_n_paper-init_torch-init": (UNIREP_N, {}, "paper_init+torch_init"),
-    "convnextv2_n_torch-init": ("yolo11n-convnextv2.yaml", {}, "torch_init"),
-    "convnextv2_n_out-norm": ("yolo11n-convnextv2.yaml", {}, "out_norm"),
-    "convnextv2_n_out-norm_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, "out_norm"),
-    "convnextv2_n_overlap": ("yolo11n-convnextv2.yaml", {}, "overlap"),
-    "convnextv2_n_overlap_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, "overlap"),
-    "yolo11n_320": ("yolo11n.yaml", {"imgsz": 320}, None),  # 4x the pixels: P4 maps of 20 x 20 instead of 10 x 10
-    "convnextv2_n_320": ("yolo11n-convnextv2.yaml", {"imgsz": 320}, None),
-    "yolo11n_seed1": ("yolo11n.yaml", {"seed": 1}, None),  # the same comparisons with other seeds
-    "yolo11n_seed2": ("yolo11n.yaml", {"seed": 2}, None),
-    "convnextv2_n_seed2": ("yolo11n-convnextv2.yaml", {"seed": 2}, None),
-    "convnextv2_n_overlap_seed2": ("yolo11n-convnextv2.yaml", {"seed": 2}, "overlap"),
-    "unireplknet_n_seed1": (UNIREP_N, {"seed": 1}, None),
-    "unireplknet_n_paper-init_seed1": (UNIREP_N, {"seed": 1}, "paper_init"),
-    "convnextv2_n_seed1": ("yolo11n-convnextv2.yaml", {"seed": 1}, None),
-    "repvit_n_seed1": ("yolo11n-repvit.yaml", {"seed": 1}, None),
+    "convnextv2_n_torch-init": (CONVNEXT_N, {}, "torch_init"),
+    "convnextv2_n_out-norm": (CONVNEXT_N, {}, "out_norm"),
+    "convnextv2_n_overlap": (CONVNEXT_N, {}, "overlap"),
+    "convnextv2_n_block-bn": (CONVNEXT_N, {}, "block_bn"),
+    **{f"{name}_seed{seed}": (spec, {"seed": seed}, suspect) for seed in (1, 2) for name, spec, suspect in [
+        ("yolo11n", "yolo11n.yaml", None), ("repvit_n", "yolo11n-repvit.yaml", None), ("unireplknet_n", UNIREP_N, None),
+        ("unireplknet_n_paper-init", UNIREP_N, "paper_init"), ("convnextv2_n", CONVNEXT_N, None),
+        ("convnextv2_n_torch-init", CONVNEXT_N, "torch_init"), ("convnextv2_n_out-norm", CONVNEXT_N, "out_norm"),
+        ("convnextv2_n_overlap", CONVNEXT_N, "overlap"), ("convnextv2_n_block-bn", CONVNEXT_N, "block_bn")]},
+    # earlier width and training suspects (2026-11-29)
     "unirep_a_x0.25": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {}, "paper_init"),
     "unirep_a_x1.0": ((UNIREP_N, [-1, 1, UNIREP_A, [1.0]]), {}, "paper_init"),
     "unirep_a_x0.25_bn-torch": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {}, "paper_init+bn_torch"),
@@ -96,10 +95,9 @@ EXPERIMENTS = {
     "unirep_a_x1.0_bn-torch": ((UNIREP_N, [-1, 1, UNIREP_A, [1.0]]), {}, "paper_init+bn_torch"),
     "repvit_m0_9_x0.25": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [0.25]]), {}, None),
     "repvit_m0_9_x1.0": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [1.0]]), {}, None),
-    "convnextv2_atto_x0.25": (("yolo11n-convnextv2.yaml", [-1, 1, "convnextv2_atto", [0.25]]), {}, None),
-    "convnextv2_atto_x1.0": (("yolo11n-convnextv2.yaml", [-1, 1, "convnextv2_atto", [1.0]]), {}, None),
-    "convnextv2_atto_x1.0_bn-torch": (("yolo11n-convnextv2.yaml", [-1, 1, "convnextv2_atto", [1.0]]), {},
-                                      "bn_torch"),
+    "convnextv2_atto_x0.25": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [0.25]]), {}, None),
+    "convnextv2_atto_x1.0": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [1.0]]), {}, None),
+    "convnextv2_atto_x1.0_bn-torch": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [1.0]]), {}, "bn_torch"),
 }
 CHECKPOINTS = (5, 10, 15, 20, 30)
 
@@ -167,6 +165,21 @@ def _suspect(name: str | None) -> None:
                         setattr(parent, key, new)
 
         tb.TimmBackbone.__init__ = __init__
+    elif name == "block_bn":  # BatchNorm instead of LayerNorm after each ConvNeXt block's depthwise conv (as in
+        # UniRepLKNet's blocks, RepViT and YOLO); the stem and downsampling keep their LayerNorm
+        from timm.models.convnext import ConvNeXtBlock
+
+        class BatchNormLast(nn.BatchNorm2d):  # the block normalises channels-last maps
+            def forward(self, x):
+                return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+        init = ConvNeXtBlock.__init__
+
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            self.norm = (nn.BatchNorm2d if self.use_conv_mlp else BatchNormLast)(self.norm.normalized_shape[0])
+
+        ConvNeXtBlock.__init__ = __init__
     elif name == "ls_no_wd":  # the layer scale out of weight decay (honoured by the integration's optimizer groups)
         unireplknet.UniRepLKNetBlock.no_weight_decay = True
     elif name.startswith("ls_"):  # another layer-scale init
@@ -267,7 +280,8 @@ def grads_one(name: str, out: Path) -> str:
     for n, p in model.named_parameters():
         if p.grad is None or p.ndim < 2:
             continue
-        key = "neck" if not n.startswith("model.0.") else "block" if ".stages" in n and "downsample" not in n else "other"
+        block = ".stages" in n and "downsample" not in n
+        key = "neck" if not n.startswith("model.0.") else "block" if block else "other"
         groups[key].append(p.grad.abs().mean().item())
     cell = lambda v: f"{sum(v) / len(v):.1e}" if v else "-"  # noqa: E731
     return f"| {name} | {cell(groups['block'])} | {cell(groups['other'])} | {cell(groups['neck'])} |"
