@@ -315,9 +315,13 @@ def _info(out: Path, name: str) -> dict:
 
 
 def _reference(name: str) -> str:
-    """The YOLO11n experiment trained with the same overrides (seed, imgsz) as ``name``."""
-    return next(k for k, (spec, overrides, suspect) in EXPERIMENTS.items()
-                if spec == "yolo11n.yaml" and suspect is None and overrides == EXPERIMENTS[name][1])
+    """The YOLO11n experiment trained with the same overrides (seed, warm-up) as ``name``."""
+    overrides = EXPERIMENTS[name][1]
+    for k, (spec, theirs, suspect) in EXPERIMENTS.items():
+        if spec == "yolo11n.yaml" and suspect is None and theirs == overrides:
+            return k
+    raise ValueError(f"experiment '{name}' has no YOLO11n experiment with its overrides {overrides} to compare with; "
+                     "add one to EXPERIMENTS")
 
 
 def table(names: list[str], out: Path) -> str:
@@ -395,6 +399,11 @@ def main() -> None:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise SystemExit(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+    for n in names:  # before hours of training, not at the table
+        try:
+            _reference(n)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     if a.grads:
         print(gradients(names, out))
         return
