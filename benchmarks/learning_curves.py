@@ -62,28 +62,27 @@ def _row(cfg: str, row: list) -> dict:
     return d
 
 
-# name -> (model: YAML name, or (YAML name, backbone row)), train overrides, suspect). "paper_init" builds
-# UniRepLKNet with the paper's layer scale 1e-6 and truncated-normal init instead of ``SCRATCH_INIT`` (the default
-# since these curves); every UniRepLKNet row measured before that change carries it, so the README tables reproduce.
-# A ``_seedN`` suffix: the same experiment with another seed.
+# name -> (model: YAML name, or (YAML name, backbone row)), train overrides, suspect). Rows measured before a fix
+# carry the old behaviour as a suspect, so the README tables reproduce: "paper_init" builds UniRepLKNet with the
+# paper's layer scale 1e-6 and truncated-normal init instead of ``SCRATCH_INIT``, "paper_norm" builds ConvNeXt V2 in
+# the paper's LayerNorm form instead of timm's BatchNorm form (``CONVNEXT_NORMS``); both were the defaults before
+# these curves. A ``_seedN`` suffix: the same experiment with another seed.
 UNIREP_N, UNIREP_A, CONVNEXT_N = "yolo11n-unireplknet.yaml", "unireplknet_a", "yolo11n-convnextv2.yaml"
+_SEEDED = [  # (name, model, suspect), each also run with seeds 1..4
+    ("yolo11n", "yolo11n.yaml", None), ("repvit_n", "yolo11n-repvit.yaml", None), ("unireplknet_n", UNIREP_N, None),
+    ("convnextv2_n", CONVNEXT_N, None),  # the shipped n configs: full-width variants (m0_9, a, atto)
+    ("unireplknet_n_paper-init", UNIREP_N, "paper_init"), ("convnextv2_n_paper-norm", CONVNEXT_N, "paper_norm"),
+    ("convnextv2_n_torch-init", CONVNEXT_N, "paper_norm+torch_init"),
+    ("convnextv2_n_out-norm", CONVNEXT_N, "paper_norm+out_norm"),
+    ("convnextv2_n_overlap", CONVNEXT_N, "paper_norm+overlap"),
+    ("convnextv2_n_block-bn", CONVNEXT_N, "paper_norm+block_bn"),
+    ("convnextv2_n_block-bn_overlap", CONVNEXT_N, "paper_norm+block_bn+overlap")]
 EXPERIMENTS = {
-    "yolo11n": ("yolo11n.yaml", {}, None),
-    "repvit_n": ("yolo11n-repvit.yaml", {}, None),  # the shipped n configs: full-width variants (m0_9, a, atto)
-    "unireplknet_n": (UNIREP_N, {}, None),
-    "convnextv2_n": (CONVNEXT_N, {}, None),
-    "unireplknet_n_paper-init": (UNIREP_N, {}, "paper_init"),
+    **{name: (spec, {}, suspect) for name, spec, suspect in _SEEDED},
+    **{f"{name}_seed{seed}": (spec, {"seed": seed}, suspect)
+       for seed in (1, 2, 3, 4) for name, spec, suspect in _SEEDED},
     "unireplknet_n_paper-init_ls1": (UNIREP_N, {}, "paper_init+ls_1.0"),
     "unireplknet_n_paper-init_torch-init": (UNIREP_N, {}, "paper_init+torch_init"),
-    "convnextv2_n_torch-init": (CONVNEXT_N, {}, "torch_init"),
-    "convnextv2_n_out-norm": (CONVNEXT_N, {}, "out_norm"),
-    "convnextv2_n_overlap": (CONVNEXT_N, {}, "overlap"),
-    "convnextv2_n_block-bn": (CONVNEXT_N, {}, "block_bn"),
-    **{f"{name}_seed{seed}": (spec, {"seed": seed}, suspect) for seed in (1, 2) for name, spec, suspect in [
-        ("yolo11n", "yolo11n.yaml", None), ("repvit_n", "yolo11n-repvit.yaml", None), ("unireplknet_n", UNIREP_N, None),
-        ("unireplknet_n_paper-init", UNIREP_N, "paper_init"), ("convnextv2_n", CONVNEXT_N, None),
-        ("convnextv2_n_torch-init", CONVNEXT_N, "torch_init"), ("convnextv2_n_out-norm", CONVNEXT_N, "out_norm"),
-        ("convnextv2_n_overlap", CONVNEXT_N, "overlap"), ("convnextv2_n_block-bn", CONVNEXT_N, "block_bn")]},
     # earlier width and training suspects (2026-11-29)
     "unirep_a_x0.25": ((UNIREP_N, [-1, 1, UNIREP_A, [0.25]]), {}, "paper_init"),
     "unirep_a_x1.0": ((UNIREP_N, [-1, 1, UNIREP_A, [1.0]]), {}, "paper_init"),
@@ -95,9 +94,9 @@ EXPERIMENTS = {
     "unirep_a_x1.0_bn-torch": ((UNIREP_N, [-1, 1, UNIREP_A, [1.0]]), {}, "paper_init+bn_torch"),
     "repvit_m0_9_x0.25": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [0.25]]), {}, None),
     "repvit_m0_9_x1.0": (("yolo11n-repvit.yaml", [-1, 1, "repvit_m0_9", [1.0]]), {}, None),
-    "convnextv2_atto_x0.25": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [0.25]]), {}, None),
-    "convnextv2_atto_x1.0": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [1.0]]), {}, None),
-    "convnextv2_atto_x1.0_bn-torch": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [1.0]]), {}, "bn_torch"),
+    "convnextv2_atto_x0.25": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [0.25]]), {}, "paper_norm"),
+    "convnextv2_atto_x1.0": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [1.0]]), {}, "paper_norm"),
+    "convnextv2_atto_x1.0_bn-torch": ((CONVNEXT_N, [-1, 1, "convnextv2_atto", [1.0]]), {}, "paper_norm+bn_torch"),
 }
 CHECKPOINTS = (5, 10, 15, 20, 30)
 
@@ -180,6 +179,10 @@ def _suspect(name: str | None) -> None:
             self.norm = (nn.BatchNorm2d if self.use_conv_mlp else BatchNormLast)(self.norm.normalized_shape[0])
 
         ConvNeXtBlock.__init__ = __init__
+    elif name == "paper_norm":  # ConvNeXt V2 in the paper's LayerNorm form (the default before these curves)
+        from yolo_improve.backbones import timm as tb
+
+        tb.convnextv2.__defaults__ = (*tb.convnextv2.__defaults__[:-1], "ln")
     elif name == "ls_no_wd":  # the layer scale out of weight decay (honoured by the integration's optimizer groups)
         unireplknet.UniRepLKNetBlock.no_weight_decay = True
     elif name.startswith("ls_"):  # another layer-scale init

@@ -58,6 +58,7 @@ def test_timm_layout_file_loads_with_no_missing_keys(cfg, name, suffix, tmp_path
         torch.save(twin, path)
     report = load_backbone(yolo, path, verbose=False)
     assert report.layout == "timm"
+    backbone = yolo.model.model[0]  # ConvNeXt V2: rebuilt in the paper's LayerNorm form
     _check_loaded(backbone, report, twin, _timm_key)
     assert report.unexpected and all(k.startswith("head.") for k in report.unexpected)  # the classifier only
     assert len(report.loaded) == len(backbone.state_dict())
@@ -116,7 +117,7 @@ def test_official_layout_files_load(cfg, name, tmp_path):
     torch.save((_official_convnext if "convnext" in name else _official_repvit)(twin), path)
     report = load_backbone(model, path, verbose=False)
     assert report.layout.startswith("official")
-    _check_loaded(backbone, report, twin, _timm_key)
+    _check_loaded(model.model[0], report, twin, _timm_key)
 
 
 def _official_unireplknet(backbone) -> dict:
@@ -242,3 +243,69 @@ def test_backbone_weights_and_bn_settings_survive_training_and_resume(sample, tm
     assert seen["bn"] == {BN_TRAINED}
     saved = load_weights(last).state_dict()  # the EMA weights of epoch 1, which resuming continues from
     assert all(torch.equal(seen["start"][k], v) for k, v in saved.items() if v.is_floating_point())
+
+
+def _norms(module) -> tuple[int, int]:
+    return (sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules()),
+            sum(isinstance(m, torch.nn.LayerNorm) for m in module.modules()))
+
+
+@pytest.mark.parametrize("row,after", [(["convnextv2", []], ["ln"]), (["convnextv2_atto", [1.0]], [1.0, "ln"])])
+def test_convnextv2_rows_build_batchnorm_and_imagenet_weights_rebuild_the_paper_form(row, after, tmp_path):
+    """ConvNeXt V2 rows train from scratch in timm's BatchNorm form; a LayerNorm (ImageNet) file rebuilds layer 0 in
+    the paper's form, exactly loaded, and the YAML row says so, so that a rebuild from YAML is the same model."""
+    import yaml
+
+    d = YOLO("yolo11n-convnextv2.yaml").model.yaml
+    d["backbone"][0] = [-1, 1, *row]
+    (tmp_path / "yolo11n-cnx.yaml").write_text(yaml.safe_dump({k: d[k] for k in ("nc", "scales", "backbone", "head")}))
+    yolo = YOLO(tmp_path / "yolo11n-cnx.yaml")
+    bn, ln = _norms(yolo.model.model[0])
+    assert bn > 0 and ln == 0 and yolo.model.model[0].norm == "bn"
+    twin = randomize_bn(timm.create_model("convnextv2_atto"), seed=5)
+    for p in twin.parameters():  # LayerNorm affine params away from their init, so a mix-up shows
+        p.data.uniform_(-1, 1)
+    torch.save(twin.state_dict(), tmp_path / "convnextv2_atto.pth")
+    report = load_backbone(yolo, tmp_path / "convnextv2_atto.pth", verbose=False)
+    backbone = yolo.model.model[0]
+    assert "LayerNorm" in report.rebuilt and "rebuilt" in str(report)
+    assert _norms(backbone)[0] == 0 and backbone.norm == "ln" and backbone.i == 0 and backbone.f == -1
+    _check_loaded(backbone, report, twin.state_dict(), _timm_key)
+    assert len(report.loaded) == len(backbone.state_dict())
+    assert yolo.model.yaml["backbone"][0][3] == after
+    again = DetectionModel(yolo.model.yaml, verbose=False)  # what Ultralytics' trainer rebuilds
+    again.load_state_dict(yolo.model.state_dict())  # strict: the same structure
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want = twin.eval().forward_intermediates(x, intermediates_only=True)  # timm's classifier, stage outputs
+        assert len(want) == 4
+        for a, b in zip(again.model[0].eval()(x), want):
+            # the paper's model, as timm computes it (to float32 rounding: the random weights give maps up to ~1e2)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * b.abs().max().item())
+
+
+def test_convnextv2_norm_is_explicit_and_checked(tmp_path):
+    ln = registry.get("convnextv2").build(3, "ln", scale="n")
+    assert _norms(ln)[0] == 0 and _norms(ln)[1] > 0 and ln.channels == [40, 80, 160, 320]
+    torch.save(timm.create_model("convnextv2_atto").state_dict(), tmp_path / "atto.pth")
+    assert load_backbone(ln, tmp_path / "atto.pth", verbose=False).rebuilt == ""  # already the paper's form
+    bn = registry.get("convnextv2").build(3, scale="n")
+    with pytest.raises(ValueError, match=r"BatchNorm form.*norm='ln'"):  # a bare backbone cannot be swapped
+        load_backbone(bn, tmp_path / "atto.pth", verbose=False)
+    yolo = YOLO("yolo11s-convnextv2.yaml")  # femto: the atto file fits nothing, and the model is left as it was
+    before, row = yolo.model.model[0], list(yolo.model.yaml["backbone"][0])
+    with pytest.raises(ValueError, match="nothing fits"):
+        load_backbone(yolo, tmp_path / "atto.pth", verbose=False)
+    assert yolo.model.model[0] is before and yolo.model.yaml["backbone"][0] == row and before.norm == "bn"
+    own = randomize_bn(registry.get("convnextv2").build(3, scale="n"), seed=6)
+    torch.save(own.state_dict(), tmp_path / "own.pth")  # a BatchNorm-form file: loads as it is, statistics too
+    report = load_backbone(bn, tmp_path / "own.pth", verbose=False)
+    assert report.rebuilt == "" and report.layout == "yolo-improve" and not report.missing
+    assert all(torch.equal(bn.state_dict()[k], v) for k, v in own.state_dict().items())
+    from yolo_improve import ModelYAMLError
+
+    d = YOLO("yolo11n-convnextv2.yaml").model.yaml
+    for args, message in (([0.5, "gn"], r"norm must be one of \['ln', 'bn'\].*'gn'"), (["ln", 1], r"0\.\.1 values")):
+        d["backbone"][0] = [-1, 1, "convnextv2_atto" if len(args) == 2 and args[1] == "gn" else "convnextv2", args]
+        with pytest.raises(ModelYAMLError, match=message):
+            DetectionModel(d, verbose=False)

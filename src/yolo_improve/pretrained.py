@@ -10,6 +10,10 @@ Layouts read:
   the same order as timm's, each checked for shape and kind) and UniRepLKNet (AILab-CVC, renamed to our modules).
 - yolo-improve: a state dict of our own backbone module.
 
+ConvNeXt V2 rows build timm's BatchNorm form, which learns from scratch (``backbones.timm.CONVNEXT_NORMS``); a file
+in the paper's LayerNorm form (every ImageNet checkpoint: no running statistics) first rebuilds layer 0 in that form
+and records ``ln`` in the model's YAML row, so that Ultralytics' rebuilds from YAML build what was loaded.
+
 ImageNet weights fit a variant at full width: the shipped configs at every scale (a published variant per scale) and
 a named variant at multiplier 1.0; a shrunk width (``[-1, 1, repvit_m0_9, [0.5]]``) loads nothing and says so.
 The BatchNorm eps/momentum the weights were trained with (PyTorch's 1e-5/0.1 in timm and the official code) replace
@@ -48,6 +52,8 @@ class BackboneReport:
     missing: list[str] = field(default_factory=list)  # backbone tensors the file does not provide (left at init)
     unexpected: list[str] = field(default_factory=list)  # file tensors with no place in the backbone
     mismatched: list[str] = field(default_factory=list)  # their module has another shape (variant, width)
+    rebuilt: str = ""  # what layer 0 was rebuilt as to take the file, if it was
+
 
     def __str__(self) -> str:
         def some(keys):
@@ -55,7 +61,8 @@ class BackboneReport:
 
         return (f"backbone weights {self.source} ({self.layout} layout): {len(self.loaded)} tensors loaded, "
                 f"{len(self.missing)} missing{some(self.missing)}; {len(self.mismatched)} shape-mismatch"
-                f"{some(self.mismatched)}; {len(self.unexpected)} unexpected{some(self.unexpected)}")
+                f"{some(self.mismatched)}; {len(self.unexpected)} unexpected{some(self.unexpected)}"
+                + (f"; backbone rebuilt as {self.rebuilt}" if self.rebuilt else ""))
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -182,6 +189,17 @@ def _backbone(model) -> tuple[nn.Module, nn.Module | None]:
     return owner.model[0], owner
 
 
+def _install(new: TimmBackbone, old: nn.Module, owner: nn.Module) -> None:
+    """Put ``new`` (ConvNeXt V2 rebuilt in the LayerNorm form) in place of layer 0 and say so in its YAML row."""
+    for attr in ("i", "f", "type"):  # what Ultralytics' parse_model attached to the layer
+        setattr(new, attr, getattr(old, attr))
+    new.np = sum(p.numel() for p in new.parameters())
+    owner.model[0] = new
+    row = owner.yaml["backbone"][0]
+    entry, args = registry.get(row[2]), list(row[3])
+    row[3] = ["ln"] if entry.name == entry.family else [args[0] if args else None, "ln"]
+
+
 @torch.no_grad()
 def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = True) -> BackboneReport:
     """Load backbone weights into ``model`` (a ``YOLO`` object, its model, or a backbone) and report.
@@ -192,6 +210,16 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
     """
     backbone, owner = _backbone(model)
     sd = _read(pretrained)
+    old, rebuilt = backbone, ""
+    if getattr(backbone, "norm", None) == "bn" and not any(k.endswith("running_mean") for k in sd):
+        # a LayerNorm-form file (ImageNet): load it into the paper's form, put in place only once it has loaded
+        if owner is None:
+            raise ValueError("this ConvNeXt V2 is the BatchNorm form (norm='bn') and the file holds the paper's "
+                             "LayerNorm form: build it with norm='ln', or pass the YOLO model, whose layer 0 is "
+                             "then rebuilt")
+        from .backbones.timm import layer_norm_form
+
+        backbone, rebuilt = layer_norm_form(backbone), f"{backbone.model_name} with LayerNorm (norm=ln)"
     ours = backbone.state_dict()
     if isinstance(backbone, TimmBackbone):
         src, layout, dropped = _to_timm(sd, backbone)
@@ -199,7 +227,7 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
     else:
         src, layout = _unireplknet_official(sd, backbone) if isinstance(backbone, UniRepLKNet) else (sd, "as is")
         name, dropped = {k: k for k in ours}, []
-    report = BackboneReport(Path(str(pretrained)).name, layout)
+    report = BackboneReport(Path(str(pretrained)).name, layout, rebuilt=rebuilt)
     groups: dict[str, list[str]] = {}  # a tensor loads only with all the tensors of its own module
     for k in ours:
         groups.setdefault(k.rpartition(".")[0], []).append(k)
@@ -224,6 +252,8 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
                          "[-1, 1, repvit_m0_9, [1.0]])")
     if strict and (report.missing or report.mismatched):
         raise ValueError(str(report))
+    if backbone is not old:
+        _install(backbone, old, owner)
     eps, momentum = BN_TRAINED
     for m in backbone.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -107,7 +107,7 @@ class Module:
 
 
 REGISTRY: dict[str, Module] = {}
-_FAMILIES: dict[str, tuple] = {}  # family -> (variant table, builder, class, summary), expanded on first use
+_FAMILIES: dict[str, tuple] = {}  # family -> (variant table, builder, class, summary, options), expanded on first use
 SCALES = "nsmlx"
 # The published variant a family row builds at each model scale (n, s, m, l, x): the five smallest ImageNet-trained
 # variants of each family, in order of size.
@@ -120,7 +120,7 @@ SCALE_VARIANTS = {
 # file timm saves), or the authors' checkpoint, which ``pretrained.load_backbone`` reads in their layout.
 IMAGENET = {
     "unireplknet": "official AILab-CVC checkpoint unireplknet_{v}_in1k*.pth (local file)",
-    "convnextv2": "timm convnextv2_{v}.fcmae_ft_in1k",
+    "convnextv2": "timm convnextv2_{v}.fcmae_ft_in1k (LayerNorm form: loading rebuilds layer 0 with norm=ln)",
     "repvit": "timm repvit_{v}.dist_450e_in1k",
 }
 
@@ -167,21 +167,23 @@ def register(cls: type | str | None = None, *, name: str | None = None, kind: st
     return cls
 
 
-def register_family(family: str, variants: str, builder: str, cls: str, summary: str) -> None:
+def register_family(family: str, variants: str, builder: str, cls: str, summary: str, options: tuple = ()) -> None:
     """Register, lazily (import paths), the family row ``family`` (a published variant per scale) and the named
-    variants ``family_<key>`` of the table ``variants``."""
-    _FAMILIES[family] = (variants, builder, cls, summary)
+    variants ``family_<key>`` of the table ``variants``. ``options`` names the builder's further arguments, which
+    rows may give after their own (``norm=bn`` for ConvNeXt V2)."""
+    _FAMILIES[family] = (variants, builder, cls, summary, tuple(options))
 
 
 def _expand(family: str) -> None:
-    table, builder, cls, summary = _FAMILIES.pop(family)
+    table, builder, cls, summary, options = _FAMILIES.pop(family)
     build = resolve(builder)
     per_scale = ", ".join(f"{s} {v}" for s, v in zip(SCALES, SCALE_VARIANTS[family]))
-    register(cls, name=family, kind="backbone", args="[] (variant per scale)", max_args=0,
+    more = "".join(f", {o}" for o in options)
+    register(cls, name=family, kind="backbone", args=f"[{more[2:]}] (variant per scale)", max_args=len(options),
              summary=f"{summary}; per scale: {per_scale}", build=partial(_per_scale, build, family), family=family)
     for v in resolve(table):
-        register(cls, name=f"{family}_{v}", kind="backbone", args="[multiplier=the scale's width]", max_args=1,
-                 summary=summary, build=partial(_variant, build, v), family=family)
+        register(cls, name=f"{family}_{v}", kind="backbone", args=f"[multiplier=the scale's width{more}]",
+                 max_args=1 + len(options), summary=summary, build=partial(_variant, build, v), family=family)
 
 
 # An explicit multiplier above this is a typo ([100] for [1.00]), refused before anything is built: the largest
@@ -189,21 +191,21 @@ def _expand(family: str) -> None:
 MAX_MULTIPLIER = 4.0
 
 
-def _variant(family: Callable, variant: str, c1: int, multiplier: float | None = None, *, width: float = 1.0,
+def _variant(family: Callable, variant: str, c1: int, multiplier: float | None = None, *options, width: float = 1.0,
              max_channels: float = math.inf, scale: str | None = None):
-    """Build one variant of a backbone family; an explicit YAML multiplier wins over the scale's width, and the
-    stage widths obey the scale's ``max_channels`` as stock rows do (``backbones.scale_widths``)."""
+    """Build one variant of a backbone family; an explicit YAML multiplier wins over the scale's width (null: the
+    scale's), and the stage widths obey the scale's ``max_channels`` as stock rows do (``backbones.scale_widths``)."""
     if multiplier is not None and (isinstance(multiplier, bool) or not isinstance(multiplier, (int, float))
                                    or not 0 < multiplier <= MAX_MULTIPLIER):
         raise ValueError(f"channel multiplier must be a number in (0, {MAX_MULTIPLIER:g}] (1.0 = the paper's widths), "
                          f"got {multiplier!r}")
-    return family(variant, c1, width if multiplier is None else float(multiplier), max_channels)
+    return family(variant, c1, width if multiplier is None else float(multiplier), max_channels, *options)
 
 
-def _per_scale(family: Callable, prefix: str, c1: int, *, scale: str | None = None, **_):
+def _per_scale(family: Callable, prefix: str, c1: int, *options, scale: str | None = None, **_):
     """Build the published variant ``SCALE_VARIANTS`` names for this model scale, at full width (the scale's width
     multiplier and ``max_channels`` are for shrinking one variant; this row picks a variant instead)."""
-    return family(scale_variant(prefix, scale), c1, 1.0)
+    return family(scale_variant(prefix, scale), c1, 1.0, math.inf, *options)
 
 
 def _timm(c1: int, model_name: str, *, width: float = 1.0, max_channels: float = math.inf, scale: str | None = None):
@@ -272,7 +274,7 @@ def names(kind: str | None = None) -> list[str]:
 def registered_paths() -> set[str]:
     """Pickled names of every registered class, for the safe-load allow-list (without importing built-ins)."""
     load_entry_points()
-    fam = {f"{c}".replace(":", ".") for _, _, c, _ in _FAMILIES.values()}
+    fam = {f"{c}".replace(":", ".") for _, _, c, *_ in _FAMILIES.values()}
     return {e.path for e in REGISTRY.values()} | fam
 
 
@@ -286,7 +288,8 @@ register("yolo_improve.layers.akconv:AKConv", kind="conv", args="[c2, num_param=
 register_family("repvit", "yolo_improve.backbones.timm:REPVIT", "yolo_improve.backbones.timm:repvit",
                 "yolo_improve.backbones.timm:TimmBackbone", "RepViT (Wang et al., CVPR 2024), timm implementation")
 register_family("convnextv2", "yolo_improve.backbones.timm:CONVNEXTV2", "yolo_improve.backbones.timm:convnextv2",
-                "yolo_improve.backbones.timm:TimmBackbone", "ConvNeXt V2 (Woo et al., CVPR 2023), timm implementation")
+                "yolo_improve.backbones.timm:TimmBackbone", "ConvNeXt V2 (Woo et al., CVPR 2023), timm implementation",
+                options=("norm=bn|ln",))
 register_family("unireplknet", "yolo_improve.backbones.unireplknet:VARIANTS",
                 "yolo_improve.backbones.unireplknet:unireplknet", "yolo_improve.backbones.unireplknet:UniRepLKNet",
                 "UniRepLKNet (Ding et al., CVPR 2024), Dilated Reparam Blocks")

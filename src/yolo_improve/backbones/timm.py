@@ -69,7 +69,7 @@ class TimmBackbone(nn.Module):
         if not isinstance(model_name, str) or not timm.is_model(model_name):
             # only architectures registered in the installed timm: a hub name ('hf-hub:...') would fetch its config
             raise ValueError(f"'{model_name}' is not a timm architecture name (see timm.list_models())")
-        self.model_name = model_name
+        self.model_name, self.c1, self.kwargs = model_name, c1, kwargs
         self.body = timm.create_model(model_name, features_only=True, pretrained=False, in_chans=c1, **kwargs)
         cfg = getattr(self.body, "pretrained_cfg", None) or {}
         if cfg.get("fixed_input_size"):
@@ -103,6 +103,41 @@ class TimmBackbone(nn.Module):
         from timm.utils.model import reparameterize_model
 
         reparameterize_model(self.body, inplace=True)
+        if getattr(self, "norm", None) == "bn":
+            _fold_convnext_bn(self.body)
+
+
+def _fold_convnext_bn(body: nn.Module) -> None:
+    """Fold every BatchNorm of ConvNeXt V2's BatchNorm form into its conv, with running statistics, as Ultralytics
+    folds its Conv+BN; deployed, the model has no norm left but GRN. The stem's and blocks' BatchNorm follows a conv
+    (torch's ``fuse_conv_bn_weights``); each downsampling layer's precedes an unpadded 2x2 conv, which takes it as
+    a per-input-channel scale of its weights plus a bias (torch has no helper for that order)."""
+    from timm.models.convnext import ConvNeXtBlock
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    def after(parent, conv_name, bn_name):
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        if isinstance(bn, nn.BatchNorm2d):
+            conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
+                                                          bn.eps, bn.weight, bn.bias)
+            setattr(parent, bn_name, nn.Identity())
+
+    def before(seq):
+        bn, conv = seq[0], seq[1]
+        if isinstance(bn, nn.BatchNorm2d) and conv.padding == (0, 0) and conv.groups == 1:
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            shift = bn.bias - bn.running_mean * scale
+            bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+            conv.bias = nn.Parameter((bias + (conv.weight * shift[None, :, None, None]).sum((1, 2, 3))).detach())
+            conv.weight = nn.Parameter((conv.weight * scale[None, :, None, None]).detach())
+            seq[0] = nn.Identity()
+
+    after(body, "stem_0", "stem_1")
+    for m in body.modules():
+        if isinstance(m, ConvNeXtBlock):
+            after(m, "conv_dw", "norm")
+        elif isinstance(getattr(m, "downsample", None), nn.Sequential) and len(m.downsample) == 2:
+            before(m.downsample)
 
 
 def repvit(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf) -> TimmBackbone:
@@ -111,7 +146,33 @@ def repvit(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = 
     return TimmBackbone("repvit_m0_9", c1, embed_dim=scale_widths(dims, width, max_channels), depth=depth)
 
 
-def convnextv2(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf) -> TimmBackbone:
-    """ConvNeXt V2 variant ``convnextv2_<variant>`` with its stage widths scaled by ``width`` (``scale_widths``)."""
+# ConvNeXt V2's two forms, as timm builds them. "ln" is the paper's (LayerNorm in the stem, the downsampling layers
+# and every block): what ImageNet checkpoints hold. "bn" is timm's BatchNorm option (``norm_layer``; BatchNorm needs
+# channels-first maps, hence 1x1 convs for the block MLPs, ``conv_mlp``): the same tensors plus running statistics,
+# and the form YOLO rows build for training from scratch. From scratch the paper's form learns at about 0.5x YOLO11n
+# and depends on where the objects sit in the image; the BatchNorm form reaches about 1.5x (the README's learning
+# curves, three seeds). ``pretrained.load_backbone`` rebuilds a "bn" backbone in the "ln" form before loading
+# ImageNet weights into it.
+CONVNEXT_NORMS = {"ln": {}, "bn": {"norm_layer": "batchnorm2d", "conv_mlp": True}}
+
+
+def convnextv2(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf,
+               norm: str = "bn") -> TimmBackbone:
+    """ConvNeXt V2 variant ``convnextv2_<variant>`` with its stage widths scaled by ``width`` (``scale_widths``), in
+    the ``norm`` form (``CONVNEXT_NORMS``)."""
+    if norm not in CONVNEXT_NORMS:
+        raise ValueError(f"ConvNeXt V2 norm must be one of {list(CONVNEXT_NORMS)} (bn: from scratch, ln: the paper's, "
+                         f"for ImageNet weights), got {norm!r}")
     dims, depths = CONVNEXTV2[variant]
-    return TimmBackbone(f"convnextv2_{variant}", c1, dims=scale_widths(dims, width, max_channels), depths=depths)
+    backbone = TimmBackbone(f"convnextv2_{variant}", c1, dims=scale_widths(dims, width, max_channels), depths=depths,
+                            **CONVNEXT_NORMS[norm])
+    backbone.norm = norm
+    return backbone
+
+
+def layer_norm_form(backbone: TimmBackbone) -> TimmBackbone:
+    """The same ConvNeXt V2 (variant, widths, input channels) in the paper's LayerNorm form, freshly initialised."""
+    kwargs = {k: v for k, v in backbone.kwargs.items() if k not in CONVNEXT_NORMS["bn"]}
+    new = TimmBackbone(backbone.model_name, backbone.c1, **kwargs)
+    new.norm = "ln"
+    return new
