@@ -309,3 +309,30 @@ def test_convnextv2_norm_is_explicit_and_checked(tmp_path):
         d["backbone"][0] = [-1, 1, "convnextv2_atto" if len(args) == 2 and args[1] == "gn" else "convnextv2", args]
         with pytest.raises(ModelYAMLError, match=message):
             DetectionModel(d, verbose=False)
+
+
+@pytest.mark.parametrize("via", ["load", "transfer"])
+def test_a_layernorm_convnextv2_checkpoint_rebuilds_into_its_own_form(via, tmp_path):
+    """A checkpoint whose ConvNeXt V2 is the LayerNorm form but whose YAML row does not say so (saved before rows
+    built the BatchNorm form): what Ultralytics rebuilds from that YAML to train or resume takes the LayerNorm form
+    and every tensor, instead of a BatchNorm model with a part of them."""
+    from yolo_improve.backbones.timm import install_norm_form, norm_form
+    from yolo_improve.transfer import transfer
+
+    old = YOLO("yolo11n-convnextv2.yaml").model
+    install_norm_form(old, norm_form(old.model[0], "ln"))
+    old.yaml["backbone"][0][3] = []  # as it was written then
+    del old.model[0].norm  # nor did the backbone carry the attribute
+    randomize_bn(old, seed=7)
+    for p in old.model[0].parameters():
+        p.data.normal_()
+    rebuilt = DetectionModel(old.yaml, verbose=False)  # the trainer's get_model(cfg=ckpt yaml)
+    assert rebuilt.model[0].norm == "bn"
+    if via == "load":
+        rebuilt.load(old, verbose=False)
+    else:
+        transfer(rebuilt, old, verbose=False)
+    assert rebuilt.model[0].norm == "ln" and rebuilt.yaml["backbone"][0][3] == ["ln"]
+    assert old.yaml["backbone"][0][3] == []  # the source's YAML is not touched
+    want, got = old.state_dict(), rebuilt.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

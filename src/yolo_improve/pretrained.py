@@ -189,17 +189,6 @@ def _backbone(model) -> tuple[nn.Module, nn.Module | None]:
     return owner.model[0], owner
 
 
-def _install(new: TimmBackbone, old: nn.Module, owner: nn.Module) -> None:
-    """Put ``new`` (ConvNeXt V2 rebuilt in the LayerNorm form) in place of layer 0 and say so in its YAML row."""
-    for attr in ("i", "f", "type"):  # what Ultralytics' parse_model attached to the layer
-        setattr(new, attr, getattr(old, attr))
-    new.np = sum(p.numel() for p in new.parameters())
-    owner.model[0] = new
-    row = owner.yaml["backbone"][0]
-    entry, args = registry.get(row[2]), list(row[3])
-    row[3] = ["ln"] if entry.name == entry.family else [args[0] if args else None, "ln"]
-
-
 @torch.no_grad()
 def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = True) -> BackboneReport:
     """Load backbone weights into ``model`` (a ``YOLO`` object, its model, or a backbone) and report.
@@ -217,9 +206,9 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
             raise ValueError("this ConvNeXt V2 is the BatchNorm form (norm='bn') and the file holds the paper's "
                              "LayerNorm form: build it with norm='ln', or pass the YOLO model, whose layer 0 is "
                              "then rebuilt")
-        from .backbones.timm import layer_norm_form
+        from .backbones.timm import norm_form
 
-        backbone, rebuilt = layer_norm_form(backbone), f"{backbone.model_name} with LayerNorm (norm=ln)"
+        backbone, rebuilt = norm_form(backbone, "ln"), f"{backbone.model_name} with LayerNorm (norm=ln)"
     ours = backbone.state_dict()
     if isinstance(backbone, TimmBackbone):
         src, layout, dropped = _to_timm(sd, backbone)
@@ -253,7 +242,9 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
     if strict and (report.missing or report.mismatched):
         raise ValueError(str(report))
     if backbone is not old:
-        _install(backbone, old, owner)
+        from .backbones.timm import install_norm_form
+
+        install_norm_form(owner, backbone)
     eps, momentum = BN_TRAINED
     for m in backbone.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -240,6 +240,9 @@ def transfer(target, source, *, verbose: bool = True) -> TransferReport:
     if isinstance(source, (str, Path)):
         source = load_weights(source)
     tmodel, smodel = _model(target), _model(source)
+    from .backbones.timm import follow_norm_form
+
+    follow_norm_form(tmodel, smodel)  # a LayerNorm-form ConvNeXt V2 source: the target takes that form
     if any(p.dtype != torch.float32 for p in smodel.parameters()):
         smodel = copy.deepcopy(smodel).float()  # convert in fp32 (checkpoints store fp16)
     t, s = _layers(tmodel), _layers(smodel)

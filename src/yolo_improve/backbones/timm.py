@@ -170,9 +170,39 @@ def convnextv2(variant: str, c1: int = 3, width: float = 1.0, max_channels: floa
     return backbone
 
 
-def layer_norm_form(backbone: TimmBackbone) -> TimmBackbone:
-    """The same ConvNeXt V2 (variant, widths, input channels) in the paper's LayerNorm form, freshly initialised."""
+def norm_form(backbone: TimmBackbone, norm: str) -> TimmBackbone:
+    """The same ConvNeXt V2 (variant, widths, input channels) in the ``norm`` form, freshly initialised."""
     kwargs = {k: v for k, v in backbone.kwargs.items() if k not in CONVNEXT_NORMS["bn"]}
-    new = TimmBackbone(backbone.model_name, backbone.c1, **kwargs)
-    new.norm = "ln"
+    new = TimmBackbone(backbone.model_name, backbone.c1, **kwargs, **CONVNEXT_NORMS[norm])
+    new.norm = norm
     return new
+
+
+def install_norm_form(model: nn.Module, new: TimmBackbone) -> None:
+    """Replace layer 0 of an Ultralytics ``model`` (a ConvNeXt V2) by ``new`` (``norm_form``) and write its norm into
+    the YAML row, so that a rebuild from YAML builds the same model."""
+    from .. import registry
+
+    old = model.model[0]
+    for attr in ("i", "f", "type"):  # what Ultralytics' parse_model attached to the layer
+        setattr(new, attr, getattr(old, attr))
+    new.np = sum(p.numel() for p in new.parameters())
+    model.model[0] = new
+    rows = [list(r) for r in model.yaml["backbone"]]  # a copy: the dict may be shared with the model it came from
+    entry, args = registry.get(rows[0][2]), list(rows[0][3])
+    rows[0][3] = [new.norm] if entry.name == entry.family else [args[0] if args else None, new.norm]
+    model.yaml = {**model.yaml, "backbone": rows}
+
+
+def follow_norm_form(model: nn.Module, source: nn.Module) -> None:
+    """Before ``model`` (built from YAML) takes ``source``'s weights: where both have the same ConvNeXt V2 variant as
+    layer 0 in different norm forms, ``model`` takes the source's form, which the weights need. A ConvNeXt V2 saved
+    before YOLO rows built the BatchNorm form has no ``norm`` attribute and is the LayerNorm form."""
+    ours, theirs = (m.model[0] if isinstance(getattr(m, "model", None), nn.Sequential) else None
+                    for m in (model, source))
+    if not (isinstance(ours, TimmBackbone) and isinstance(theirs, TimmBackbone) and hasattr(ours, "norm")
+            and theirs.model_name == ours.model_name):
+        return
+    norm = getattr(theirs, "norm", "ln")
+    if norm != ours.norm:
+        install_norm_form(model, norm_form(ours, norm))

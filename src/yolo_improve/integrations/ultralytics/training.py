@@ -70,8 +70,13 @@ def check_font(font="Arial.ttf"):
 # our modules) to ``transfer.transfer`` and otherwise runs the stock ``load`` plus the BatchNorm eps/momentum copy;
 # ``train`` hands a model that yolo-improve loaded weights into over as the starting checkpoint.
 def load(self, weights, verbose=True):
-    """``BaseModel.load`` that aligns layers by structure when the source's layer list differs from this model's."""
+    """``BaseModel.load`` that aligns layers by structure when the source's layer list differs from this model's, and
+    that first gives a ConvNeXt V2 layer 0 the norm form of the source's (``follow_norm_form``)."""
     source = (weights.get("ema") or weights["model"]) if isinstance(weights, dict) else weights
+    if isinstance(source, nn.Module):
+        from ...backbones.timm import follow_norm_form
+
+        follow_norm_form(self, source)
     if transfer.needs_alignment(self, source):
         transfer.transfer(self, source, verbose=verbose)
         return None
