@@ -54,7 +54,6 @@ class BackboneReport:
     mismatched: list[str] = field(default_factory=list)  # their module has another shape (variant, width)
     rebuilt: str = ""  # what layer 0 was rebuilt as to take the file, if it was
 
-
     def __str__(self) -> str:
         def some(keys):
             return f": {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" if keys else ""

@@ -149,10 +149,10 @@ def repvit(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = 
 # ConvNeXt V2's two forms, as timm builds them. "ln" is the paper's (LayerNorm in the stem, the downsampling layers
 # and every block): what ImageNet checkpoints hold. "bn" is timm's BatchNorm option (``norm_layer``; BatchNorm needs
 # channels-first maps, hence 1x1 convs for the block MLPs, ``conv_mlp``): the same tensors plus running statistics,
-# and the form YOLO rows build for training from scratch. From scratch the paper's form learns at about 0.5x YOLO11n
-# and depends on where the objects sit in the image; the BatchNorm form reaches about 1.5x (the README's learning
-# curves, three seeds). ``pretrained.load_backbone`` rebuilds a "bn" backbone in the "ln" form before loading
-# ImageNet weights into it.
+# and the form YOLO rows build for training from scratch. From scratch the paper's form learns at 0.49x YOLO11n and
+# depends on where the objects sit in the image; the BatchNorm form learns at 1.67x (the README's learning curves,
+# five seeds). ``pretrained.load_backbone`` loads ImageNet weights into a rebuilt "ln" form, and ``follow_norm_form``
+# gives a model rebuilt from YAML the form of the weights it loads.
 CONVNEXT_NORMS = {"ln": {}, "bn": {"norm_layer": "batchnorm2d", "conv_mlp": True}}
 
 
