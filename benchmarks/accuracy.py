@@ -2,10 +2,10 @@
 
 A fixed recipe, so that rows from different days compare: ``yolo_improve.compare`` (identical data, epochs, imgsz,
 batch, seed, deterministic (compare sets it); params, GFLOPs and latency of the deploy form measured in the same
-run) on coco128's person class (``coco128_subsets.subset``), CPU. Ultralytics' default training (``optimizer=auto``, which picks AdamW
-lr0 0.002 here, warm-up, mosaic and the other augmentations) with one change: ``nbs`` = batch, i.e. no gradient
-accumulation (with the default ``nbs=64`` a 45-image set gets one optimizer step per epoch; the learning curves in
-``learning_curves.py`` show every model stays near mAP 0 that way).
+run) on coco128's person class (``coco128_subsets.subset``), CPU. Ultralytics' default training
+(``optimizer=auto``, which picks AdamW lr0 0.002 here, warm-up, mosaic and the other augmentations) with one change:
+``nbs`` = batch, i.e. no gradient accumulation (with the default ``nbs=64`` a 45-image set gets one optimizer step
+per epoch; the learning curves in ``learning_curves.py`` show every model stays near mAP 0 that way).
 
 - ``--split heldout`` (default): the 61 coco128 images with a person, the last 16 (sorted by name) held out for
   validation, the other 45 for training; ``--split heldin`` trains and validates on all 61 (how fast a model fits).
