@@ -71,9 +71,10 @@ def _models(args: list[str]) -> None:
 
 BENCH_OPTS = dict(models="", scale="n", imgsz=640, batch=2, repeats=20, warmup=3, threads=1, device="", onnx=True,
                   memory=True, data="", out="runs/yolo-improve/bench", formats="")
-COMPARE_OPTS = dict(models="", data="", scale="n", epochs=100, imgsz=640, batch=16, seed=0, repeats=20, warmup=3,
-                    threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True, engine="local",
-                    address="", num_cpus=1.0, num_gpus=-1.0, pretrained="", backbone="")
+COMPARE_OPTS = dict(models="", data="", scale="n", seeds="1", epochs=100, imgsz=640, batch=16, seed=0, repeats=20,
+                    warmup=3, threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True,
+                    engine="local", address="", cpus_per_run=1.0, gpus_per_run=-1.0, pretrained="", backbone="",
+                    n_boot=1000)
 # The demo's recipe fits a short run on 2 CPU cores (measured, README "Main job output"): no warm-up (Ultralytics'
 # lasts >= 100 iterations at a tiny lr), nbs=batch (else 32 steps of gradient accumulation per optimizer step), an
 # explicit AdamW lr (``optimizer=auto`` picks a tiny one), and no mosaic, flips, shifts or colour jitter, so that
@@ -154,8 +155,8 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
     o = _options("demo" if defaults else "compare", args, defaults or COMPARE_OPTS, frozenset(DEFAULT_CFG_DICT) - fixed)
     if data is not None:
         o["data"] = data
-    if o.get("num_gpus", 0) < 0:  # not given: Ray's tasks ask for one GPU each when the cluster has GPUs
-        o["num_gpus"] = None
+    if o.get("gpus_per_run", 0) < 0:  # not given: Ray's tasks ask for one GPU each when the cluster has GPUs
+        o["gpus_per_run"] = None
     if not o.get("data"):
         raise SystemExit("yolo-improve compare: data= is required: a dataset folder, a data.yaml, or data=sample")
     log = logging.getLogger("yolo_improve")
@@ -165,10 +166,14 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
     level = LOGGER.level
     if not o.pop("verbose"):
         LOGGER.setLevel(logging.WARNING)  # Ultralytics' per-epoch logs and progress bars
+    out = o.get("out")
     try:
         result = compare(o.pop("data"), o.pop("models", None), **o)
     except (DatasetLayoutError, CompareError, FileNotFoundError, ImportError, ValueError) as e:
         raise SystemExit(f"yolo-improve {'demo' if defaults else 'compare'}: {e}") from None
+    except KeyboardInterrupt:  # Ctrl-C: what is kept, and how to go on, in one line
+        raise SystemExit(f"\ninterrupted: finished runs and the last completed epoch of the interrupted run are saved "
+                         f"in {out}; run the same command again to resume") from None
     finally:
         LOGGER.setLevel(level)
         log.removeHandler(handler)

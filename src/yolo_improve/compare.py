@@ -1,51 +1,38 @@
-"""``compare``: train every variant on one dataset the same way, validate, and write the ablation table.
+"""``compare``: train every variant on one dataset the same way, several seeds each, and answer with intervals.
 
-An ablation is only fair when every variant gets the same data, epochs, image size, batch, seed and
-deterministic mode, and when speed is measured on the deploy form of the trained weights. It is also long, so it
-must survive a crash: each variant trains into its own run folder ``out/<model>``, and a later call
+One training run per variant is one draw: on small data the same variant moves several-fold between seeds, so a
+table of single runs ranks noise. ``compare`` trains each variant once per seed, validates every run once, and
+reports per variant the mean and spread over seeds and the difference to the baseline with a 95% interval and a
+verdict (``stats.compare_runs``: a paired bootstrap over seeds and validation images).
 
-- skips a finished run (``results.csv`` has every epoch and ``weights/best.pt`` exists),
-- resumes an interrupted one (``weights/last.pt`` exists) with Ultralytics' own ``resume=True``,
-- refuses a run folder trained with other settings, rather than silently mixing two ablations: every argument of
-  the new call that changes training (data, epochs, imgsz, batch, seed, lr0, optimizer, augmentation, ...; all of
-  Ultralytics' train arguments except those in ``NOT_TRAINING``) must equal the run's ``args.yaml``, the data compared
-  as the resolved file.
+An ablation is only fair when every run gets the same data, epochs, image size, batch and deterministic mode, and
+when speed is measured on the deploy form of the trained weights. It is also long, so it must survive a crash: each
+run trains into its own folder ``out/<variant>/seed<k>/`` and a later call skips a finished run, resumes an
+interrupted one (Ultralytics' ``resume=True``) and refuses one that was asked for other settings, other data or
+another start, naming every difference (``runs.py`` keeps these rules and each run's record). Only one ``compare``
+writes to an output folder at a time (``out/.lock``).
 
-Only one ``compare`` may write to an output folder at a time: it holds a lock on ``out/.lock`` (the second call
-refuses, naming the process that holds it) so that two calls never train the same run at once.
-
-Validation results are cached next to the run (``yolo_improve_val.json``, keyed by best.pt's mtime), so a second
-call only re-measures latency. Outputs: ``out/table.{md,csv,json}`` and ``out/plot.png``.
+Outputs: ``out/table.{md,csv,json,tex}``, ``out/plot.png`` and ``out/curves.png``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from . import registry
 from .bench import report
 from .bench.runner import bench, resolve_models
+from .runs import (CompareError, check_layout, check_run, data_digest, epoch_seconds, epochs_done,
+                   one_row_per_epoch, requested, run_dir, run_state, write_record)
 
-# Ultralytics arguments that do not change the trained weights (where results go, logging, hardware, caching), or
-# that Ultralytics rewrites itself (device, workers, name, save_dir); every other argument must match a run folder's
-NOT_TRAINING = frozenset({"model", "data", "project", "name", "exist_ok", "save_dir", "resume", "device", "workers",
-                          "verbose", "plots", "save", "save_period", "save_json", "cache", "mode", "augmentations"})
-VAL_CACHE = "yolo_improve_val.json"
-START_FILE = "yolo_improve_start.json"  # what a run started from (transfer.start)
 LOG = logging.getLogger("yolo_improve")
-
-
-class CompareError(RuntimeError):
-    """A run folder that cannot be reused for this comparison."""
+PRIMARY = {"classify": "top1"}  # the metric of the verdict per task; every other task: box mAP50-95
+__all__ = ["CompareError", "CompareResult", "compare", "seed_list"]
 
 
 @dataclass
@@ -53,94 +40,160 @@ class CompareResult:
     rows: list[dict]
     meta: dict
     paths: dict = field(default_factory=dict)
-    runs: dict = field(default_factory=dict)  # model -> "trained" | "resumed" | "skipped"
+    runs: dict = field(default_factory=dict)  # "model/seed<k>" -> "trained" | "resumed" | "skipped"
 
     def markdown(self) -> str:
-        return report.markdown(self.rows, report.COMPARE_TABLE)
+        return report.markdown(self.rows, report.compare_columns(self.meta.get("task", "detect")))
 
     def describe(self) -> str:
         m = self.meta
         runs = ", ".join(f"{k} {v}" for k, v in self.runs.items())
         return (f"trained on {m['data']}: {m['epochs']} epoch(s), imgsz {m['train_imgsz']}, batch {m['batch']}, "
-                f"seed {m['seed']}, deterministic; runs: {runs}\n{report.describe(m)}")
+                f"seeds {m['seeds']}, deterministic; runs: {runs}\n{report.describe(m)}")
 
 
-def epochs_done(run: Path) -> int:
-    """Epochs recorded in a run's results.csv (0 when there is none)."""
-    f = run / "results.csv"
-    if not f.is_file():
-        return 0
-    with f.open() as fh:
-        return sum(1 for _ in csv.DictReader(fh))
+def seed_list(seeds, seed: int = 0) -> list[int]:
+    """``seeds=3`` -> ``[seed, seed+1, seed+2]``; a list (or ``"0,1,2"``) is taken as the seeds themselves."""
+    if isinstance(seeds, str):
+        seeds = [int(s) for s in seeds.strip("[]").split(",") if s.strip()] if "," in seeds else int(seeds)
+    if isinstance(seeds, bool):
+        raise ValueError(f"seeds={seeds!r}: give a number of seeds or a list of seeds")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds}: at least one seed")
+        return list(range(seed, seed + seeds))
+    out = [int(s) for s in seeds]
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"seeds={seeds!r}: give distinct seeds")
+    return out
 
 
-def run_state(run: Path, epochs: int) -> str:
-    """``done``, ``partial`` (resumable from weights/last.pt) or ``new``.
-
-    Done: best.pt exists and results.csv has every epoch, or training ended early (Ultralytics' ``patience``), which
-    shows as a last.pt that Ultralytics finalized (``epoch == -1``; a resumable one holds its epoch).
-    """
-    best, last = run / "weights" / "best.pt", run / "weights" / "last.pt"
-    if best.is_file() and (epochs_done(run) >= epochs or (last.is_file() and _finalized(last))):
-        return "done"
-    return "partial" if last.is_file() else "new"
-
-
-def _finalized(ckpt: Path) -> bool:
-    from ultralytics.nn.tasks import torch_safe_load  # the safe path, honouring ULTRALYTICS_SAFE_LOAD
-
-    return torch_safe_load(ckpt)[0].get("epoch") == -1
-
-
-def epoch_seconds(run: Path) -> float:
-    """Mean wall time per epoch (train + per-epoch val) from results.csv's ``time`` column.
-
-    ``time`` is seconds since the trainer started, and restarts at 0 when a run is resumed, so an epoch's duration is
-    the difference to the previous row, or the value itself where the clock restarted.
-    """
-    with (run / "results.csv").open() as fh:
-        t = [float(r["time"]) for r in csv.DictReader(fh, skipinitialspace=True)]
-    d = [b - a if b >= a else b for a, b in zip([0.0, *t[:-1]], t)]
-    return sum(d) / len(d) if d else float("nan")
+def backbone_file(model: str, backbone: str | Path | None) -> Path | None:
+    """The ImageNet weights file for ``model``'s backbone: ``backbone`` is a file or a folder of files named after
+    the published variant they hold (``repvit_m0_9.pth``, ``unireplknet_a_in1k_224.pth``; one per variant). None when
+    the model has no backbone row or no file matches it."""
+    variant = registry.backbone_variant(model)
+    if not backbone or variant is None:
+        return None
+    folder = Path(backbone)
+    files = [folder] if folder.is_file() else sorted(folder.iterdir()) if folder.is_dir() else None
+    if files is None:
+        raise FileNotFoundError(f"backbone={backbone}: no such file or folder")
+    hits = [f for f in files if f.name.startswith(variant) and f.name[len(variant):][:1] in ("", ".", "_", "-")]
+    if len(hits) > 1:
+        raise CompareError(f"backbone={backbone}: {len(hits)} files fit {variant} ({', '.join(f.name for f in hits)})")
+    return hits[0] if hits else None
 
 
-def _same(a, b) -> bool:
-    """Equal as YAML round-trips them (``0.5`` vs ``'0.5'`` from the CLI, ``1`` vs ``1.0``)."""
-    if a == b:
-        return True
+@dataclass
+class Job:
+    """One run of the grid, the unit an engine executes: variant ``name`` at ``seed``, trained into ``run``."""
+
+    name: str
+    spec: str
+    seed: int
+    run: Path
+    settings: dict
+    train_args: dict
+    config: dict  # what the run is asked to train with (runs.requested); compared with its record
+    data: dict  # the dataset's digest
+    asked: dict  # what the run starts from (pretrained / backbone), compared with its record
+    estimate: int = 0  # runs to train, this one included (local engine): > 0 logs an estimate after epoch 1
+
+
+def _build(job: Job):
+    """The YOLO object a new run trains, with its start loaded (``transfer.start``); returns it and the start line."""
+    import yaml
+    from ultralytics import YOLO
+
+    from .transfer import start
+
+    yolo = YOLO(job.spec)
+    nc = len(yaml.safe_load(Path(job.settings["data"]).read_text())["names"])
+    if job.asked["pretrained"] or job.asked["backbone"]:
+        if yolo.model.yaml.get("nc") != nc:  # load into the head the trainer will keep
+            from ultralytics.nn.tasks import DetectionModel
+
+            yolo.model = DetectionModel(yolo.model.yaml, nc=nc, verbose=False)
     try:
-        return float(a) == float(b)
+        began = start(yolo, job.asked["pretrained"], job.asked["backbone"])
+    except (CompareError, FileNotFoundError):
+        raise
+    except Exception as e:  # a file that is no checkpoint: one line naming it, not a traceback from deep inside
+        what = job.asked["pretrained"] or job.asked["backbone"]
+        raise CompareError(f"cannot start {job.name} from {what}: {type(e).__name__}: {e}") from None
+    return yolo, began
+
+
+def _estimate(job: Job):
+    """A callback that says, after the first epoch, how long this run and the whole comparison will take."""
+    t0 = time.perf_counter()
+
+    def say(trainer):
+        if trainer.epoch == 0:
+            per = time.perf_counter() - t0
+            run_s = per * job.settings["epochs"]
+            LOG.info(f"    first epoch took {per:.0f} s: about {_hms(run_s)} per run, {_hms(run_s * job.estimate)} "
+                     f"for the {job.estimate} run(s) to train")
+
+    return say
+
+
+def _hms(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def train_run(job: Job) -> tuple[str, str]:
+    """Train one run unless it is finished; returns (``trained``, ``resumed`` or ``skipped``; what it started from).
+    A run folder that was asked for other settings, data or start is refused (``runs.check_run``)."""
+    from ultralytics import YOLO
+
+    state = run_state(job.run, job.settings["epochs"])
+    if state != "new":
+        rec = check_run(job.run, job.config, job.data, job.asked)
+        began = rec.get("start", {}).get("start", "scratch")
+        if state == "done":
+            return "skipped", began
+        YOLO(job.run / "weights" / "last.pt").train(resume=True)
+        one_row_per_epoch(job.run)
+        return "resumed", began
+    yolo, began = _build(job)
+    write_record(job.run, job.config, job.data, {**job.asked, "start": began})
+    if job.estimate:
+        yolo.add_callback("on_fit_epoch_end", _estimate(job))
+    yolo.train(**job.settings, **job.train_args, project=str(job.run.parent), name=job.run.name, exist_ok=True,
+               deterministic=True)
+    one_row_per_epoch(job.run)
+    return "trained", began
+
+
+def validate(job: Job) -> dict:
+    """Validation of a run's ``best.pt`` (``evaluate.validate_run``: once, with its per-image records kept)."""
+    from .evaluate import validate_run
+
+    keep = {k: job.train_args[k] for k in ("device", "workers") if k in job.train_args}
+    return validate_run(job.run / "weights" / "best.pt", job.settings["data"], job.run, imgsz=job.settings["imgsz"],
+                        batch=job.settings["batch"], **keep)
+
+
+def run_job(job: Job) -> tuple:
+    """One run's whole job, what an engine executes: train (or resume, or skip) it, then validate best.pt; returns
+    (what happened to the run, its validation summary, what it started from)."""
+    state, began = train_run(job)
+    return state, validate(job), began
+
+
+def _model_scale(scale, train_args: dict) -> str:
+    """``scale`` is the model scale (n/s/m/l/x); a number is Ultralytics' ``scale`` augmentation (the name Ultralytics
+    users know it by), passed on to training, and the model scale stays n."""
+    if isinstance(scale, str) and not scale.replace(".", "", 1).isdigit():
+        return scale
+    try:
+        train_args["scale"] = float(scale)
     except (TypeError, ValueError):
-        return str(a) == str(b)
-
-
-def _same_data(old, new: str) -> bool:
-    """The same data file: compared as resolved absolute paths (compare records absolute ones; a relative path
-    recorded by an older version could mean any folder, so it never matches)."""
-    return isinstance(old, str) and Path(old).is_absolute() and Path(old).resolve() == Path(new).resolve()
-
-
-def training_args(settings: dict, train_args: dict) -> dict:
-    """The full Ultralytics configuration a new ``compare`` run trains with (defaults plus this call's arguments)."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
-    return {**DEFAULT_CFG_DICT, **settings, **train_args, "deterministic": True}
-
-
-def _check_settings(run: Path, settings: dict, train_args: dict) -> None:
-    """Refuse a run folder whose ``args.yaml`` differs from this call in any argument that changes training."""
-    args = run / "args.yaml"
-    if not args.is_file():
-        return
-    old = yaml.safe_load(args.read_text()) or {}
-    new = training_args(settings, train_args)
-    diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in NOT_TRAINING and not _same(old[k], v)}
-    if not _same_data(old.get("data"), settings["data"]):
-        diff["data"] = (old.get("data"), settings["data"])
-    if diff:
-        what = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in sorted(diff.items()))
-        raise CompareError(f"run folder {run} was trained with other settings ({what}). Use another out= folder "
-                           f"or delete {run} to retrain it.")
+        raise ValueError(f"scale={scale!r} is neither a model scale (n, s, m, l, x) nor an augmentation gain") from None
+    LOG.info("scale=%s is Ultralytics' scale augmentation; the model scale is n (choose others with models=)", scale)
+    return "n"
 
 
 @contextlib.contextmanager
@@ -169,119 +222,30 @@ def locked(out: Path):
         lock.release()
 
 
-def backbone_file(model: str, backbone: str | Path | None) -> Path | None:
-    """The ImageNet weights file for ``model``'s backbone: ``backbone`` is a file or a folder of files named after
-    the published variant they hold (``repvit_m0_9.pth``, ``unireplknet_a_in1k_224.pth``; one per variant). None when
-    the model has no backbone row or no file matches it."""
-    variant = registry.backbone_variant(model)
-    if not backbone or variant is None:
-        return None
-    folder = Path(backbone)
-    files = [folder] if folder.is_file() else sorted(folder.iterdir()) if folder.is_dir() else None
-    if files is None:
-        raise FileNotFoundError(f"backbone={backbone}: no such file or folder")
-    hits = [f for f in files if f.name.startswith(variant) and f.name[len(variant):][:1] in ("", ".", "_", "-")]
-    if len(hits) > 1:
-        raise CompareError(f"backbone={backbone}: {len(hits)} files fit {variant} ({', '.join(f.name for f in hits)})")
-    return hits[0] if hits else None
-
-
-def train_one(model: str, run: Path, settings: dict, train_args: dict, pretrained=None, backbone=None) -> tuple:
-    """Train one variant into ``run`` unless it is finished; returns (``trained``, ``resumed`` or ``skipped``; what it
-    started from). A new run first gets ``backbone`` weights and the ``pretrained`` checkpoint (``transfer.start``);
-    what loaded is kept in the run folder, and a run folder that started from something else is refused."""
-    from ultralytics import YOLO
-
-    from .transfer import start
-
-    state = run_state(run, settings["epochs"])
-    record = run / START_FILE
-    if state != "new":
-        _check_settings(run, settings, train_args)
-        began = json.loads(record.read_text()) if record.is_file() else {"pretrained": None, "backbone": None}
-        asked = {"pretrained": pretrained and str(pretrained), "backbone": backbone and str(backbone)}
-        if {k: began.get(k) for k in asked} != asked:
-            raise CompareError(f"run folder {run} started from {began.get('start', 'scratch')}, not from "
-                               f"{asked}. Use another out= folder or delete {run} to retrain it.")
-        if state == "done":
-            return "skipped", began.get("start", "scratch")
-        YOLO(run / "weights" / "last.pt").train(resume=True)
-        return "resumed", began.get("start", "scratch")
-    yolo = YOLO(model)
-    nc = len(yaml.safe_load(Path(settings["data"]).read_text())["names"])
-    if (pretrained or backbone) and yolo.model.yaml.get("nc") != nc:  # load into the head the trainer will keep
-        from ultralytics.nn.tasks import DetectionModel
-
-        yolo.model = DetectionModel(yolo.model.yaml, nc=nc, verbose=False)
-    began = start(yolo, pretrained, backbone)
-    run.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"start": began, "pretrained": pretrained and str(pretrained),
-                                  "backbone": backbone and str(backbone)}))
-    yolo.train(**settings, **train_args, project=str(run.parent), name=run.name, exist_ok=True, deterministic=True)
-    return "trained", began
-
-
-def validate(run: Path, settings: dict, train_args: dict) -> dict:
-    """mAP50 and mAP50-95 of ``best.pt`` on the val split, cached in the run folder while best.pt is unchanged."""
-    from ultralytics import YOLO
-
-    best = run / "weights" / "best.pt"
-    cache = run / VAL_CACHE
-    stamp = best.stat().st_mtime_ns
-    if cache.is_file():
-        got = json.loads(cache.read_text())
-        if got.get("best_mtime_ns") == stamp:
-            return got
-    keep = {k: train_args[k] for k in ("device", "workers") if k in train_args}
-    m = YOLO(best).val(data=settings["data"], imgsz=settings["imgsz"], batch=settings["batch"], plots=False,
-                       project=str(run), name="val", exist_ok=True, verbose=False, **keep)
-    got = {"map50": float(m.box.map50), "map": float(m.box.map), "best_mtime_ns": stamp}
-    cache.write_text(json.dumps(got))
-    return got
-
-
-def variant(model: str, run: Path, settings: dict, train_args: dict, pretrained=None, backbone=None) -> tuple:
-    """One variant's whole job, the unit an engine runs: train (or resume, or skip) it, then validate best.pt;
-    returns (what happened to the run, its validation, what it started from)."""
-    state, began = train_one(model, run, settings, train_args, pretrained, backbone)
-    return state, validate(run, settings, train_args), began
-
-
-def _model_scale(scale, train_args: dict) -> str:
-    """``scale`` is the model scale (n/s/m/l/x); a number is Ultralytics' ``scale`` augmentation (the name Ultralytics
-    users know it by), passed on to training, and the model scale stays n."""
-    if isinstance(scale, str) and not scale.replace(".", "", 1).isdigit():
-        return scale
-    try:
-        train_args["scale"] = float(scale)
-    except (TypeError, ValueError):
-        raise ValueError(f"scale={scale!r} is neither a model scale (n, s, m, l, x) nor an augmentation gain") from None
-    LOG.info("scale=%s is Ultralytics' scale augmentation; the model scale is n (choose others with models=)", scale)
-    return "n"
-
-
 def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-improve/compare", scale: str = "n",
-            epochs: int = 100, imgsz: int = 640, batch: int = 16, seed: int = 0, repeats: int = 20, warmup: int = 3,
-            threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
-            address: str | None = None, num_cpus: float = 1, num_gpus: float | None = None,
-            pretrained: str | Path | None = None, backbone: str | Path | None = None, **train_args) -> CompareResult:
+            seeds=1, seed: int = 0, epochs: int = 100, imgsz: int = 640, batch: int = 16, repeats: int = 20,
+            warmup: int = 3, threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
+            address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float | None = None,
+            pretrained: str | Path | None = None, backbone: str | Path | None = None, n_boot: int = 1000,
+            **train_args) -> CompareResult:
     """Train ``models`` (default: stock YOLO11 and every shipped config at ``scale``) on ``data`` with identical
-    settings, validate each, measure the deploy form of each best.pt (``bench``) and write table and plot to ``out``.
+    settings, once per seed; validate each run, measure the deploy form of each variant's best.pt (``bench``) and
+    write the table (mean, spread, delta to the first model with its 95% interval and verdict) and figures to ``out``.
 
     ``data``: ``sample`` (the bundled sample), a data.yaml, or a dataset folder (``datasets.resolve_data``). Training
     defaults are Ultralytics' (100 epochs, imgsz 640, batch 16); extra keyword arguments go to every ``YOLO.train``
-    call (e.g. ``lr0``, ``optimizer``), ``plots`` defaults to False. The first model is the baseline of the ratios.
-``scale`` is the model scale; a number there is Ultralytics' ``scale`` augmentation (``_model_scale``).
+    call (e.g. ``lr0``, ``optimizer``), ``plots`` defaults to False. The first model is the baseline.
+    ``seeds``: how many seeds (``seeds=3`` trains seeds ``seed..seed+2``) or a list of them; each run trains in
+    ``out/<model>/seed<k>/``. ``scale`` is the model scale; a number there is Ultralytics' ``scale`` augmentation.
 
-    ``engine="ray"`` trains the variants as Ray tasks (``engines.ray_map``), each asking for ``num_cpus`` CPUs and
-    ``num_gpus`` GPUs, on the cluster at ``address`` (or a local Ray); the run folders, the skip/resume/refuse rules
-    and the table are the same as with ``engine="local"``. Settings of existing run folders are checked before any
-    task starts.
+    ``engine="ray"`` trains every (variant, seed) run as its own Ray task (``engines.ray_map``), each asking for
+    ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs (a fraction such as 0.25 lets four small runs share one GPU), on the
+    cluster at ``address`` (or a local Ray); the run folders, the skip/resume/refuse rules and the table are the same
+    as with ``engine="local"``. Every run folder is checked before any task starts.
 
-    ``pretrained``: a YOLO checkpoint every variant starts from, by structural transfer (``transfer.py``: OREPA and
-    AKConv rows converted function-preservingly, a swapped backbone's neck and head moved): the recommended ablation,
-    as every row then differs only by the module. ``backbone``: ImageNet weights for the backbone variants, a file or
-    a folder of files named after the variant (``backbone_file``). The table's ``start`` column says what loaded.
+    ``pretrained``: a YOLO checkpoint every variant starts from, by structural transfer (``transfer.py``).
+    ``backbone``: ImageNet weights for the backbone variants, a file or a folder of files named after the variant
+    (``backbone_file``). The table's ``start`` column says what loaded. ``n_boot``: bootstrap replicates (>= 1000).
     """
     from .engines import check_engine
 
@@ -290,61 +254,126 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     from .datasets import resolve_data
 
     t0 = time.perf_counter()
+    if "num_gpus" in train_args or "num_cpus" in train_args:
+        raise ValueError("num_gpus= and num_cpus= are now gpus_per_run= and cpus_per_run= (each run is one Ray task)")
+    if n_boot < 1000:
+        raise ValueError(f"n_boot={n_boot}: at least 1000 bootstrap replicates, or the interval's own noise shows")
     scale = _model_scale(scale, train_args)
     specs = resolve_models(models, scale)
+    seeds = seed_list(seeds, seed)
     data_yaml = str(Path(sample_data() if str(data) == "sample" else resolve_data(data)).resolve())
     out = Path(out).resolve()
     with locked(out):
-        return _compare(data_yaml, specs, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed,
-                        repeats=repeats, warmup=warmup, threads=threads, device=device, workers=workers, engine=engine,
-                        address=address, num_cpus=num_cpus, num_gpus=num_gpus, pretrained=pretrained,
-                        backbone=backbone, **train_args)
+        return _compare(data_yaml, specs, seeds, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, repeats=repeats,
+                        warmup=warmup, threads=threads, device=device, workers=workers, engine=engine,
+                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                        pretrained=pretrained, backbone=backbone, n_boot=n_boot, **train_args)
 
 
-def _compare(data_yaml: str, specs: dict, out: Path, t0: float, *, epochs, imgsz, batch, seed, repeats, warmup,
-             threads, device, workers, engine, address, num_cpus, num_gpus, pretrained, backbone,
-             **train_args) -> CompareResult:
-    settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed}
+def _jobs(data_yaml, specs, seeds, out, *, epochs, imgsz, batch, workers, device, pretrained, backbone,
+          **train_args) -> list[Job]:
+    """Every (variant, seed) run of the grid, checked against its folder before anything trains."""
     train_args = {"workers": workers, "plots": False, **train_args}
     if device is not None:
         train_args["device"] = device
     pretrained = None if isinstance(pretrained, bool) or not pretrained else Path(pretrained).resolve()
     if pretrained and not pretrained.is_file():
         raise FileNotFoundError(f"pretrained={pretrained}: no such checkpoint file")
-    weights = {n: backbone_file(spec, backbone) for n, spec in specs.items()}
-    for n, spec in specs.items():
-        if backbone and weights[n] is None and registry.backbone_variant(spec):
-            LOG.warning(f"{n}: no file for {registry.backbone_variant(spec)} in {backbone}")
-    runs, val, starts = {}, {}, {}
+    digest = data_digest(data_yaml)
+    jobs = []
+    for name, spec in specs.items():
+        check_layout(out, name)
+        weights = backbone_file(spec, backbone)
+        if backbone and weights is None and registry.backbone_variant(spec):
+            LOG.warning(f"{name}: no file for {registry.backbone_variant(spec)} in {backbone}")
+        asked = {"pretrained": pretrained and str(pretrained), "backbone": weights and str(weights)}
+        for s in seeds:
+            settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": s}
+            job = Job(name, spec, s, run_dir(out, name, s), settings, train_args, requested(settings, train_args),
+                      digest, asked)
+            if run_state(job.run, epochs) != "new":
+                check_run(job.run, job.config, job.data, job.asked)
+            jobs.append(job)
+    return jobs
+
+
+def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float, *, epochs, imgsz, batch, repeats,
+             warmup, threads, device, workers, engine, address, cpus_per_run, gpus_per_run, n_boot,
+             **train_args) -> CompareResult:
+    from . import stats
+
+    jobs = _jobs(data_yaml, specs, seeds, out, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
+                 device=device, **train_args)
+    done = {}
     if engine == "ray":
         from .engines import ray_map
 
-        for name in specs:  # refuse a mismatched run folder before any GPU time is spent
-            if run_state(out / name, epochs) != "new":
-                _check_settings(out / name, settings, train_args)
-        done = ray_map(variant, {n: (s, out / n, settings, train_args, pretrained, weights[n])
-                                 for n, s in specs.items()}, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
-        runs, val, starts = ({n: r[k] for n, r in done.items()} for k in range(3))
-    for i, (name, spec) in enumerate(specs.items() if engine == "local" else (), 1):
-        run, t = out / name, time.perf_counter()
-        doing = {"new": "training", "partial": "resuming the interrupted run", "done": "finished run found"}
-        LOG.info(f"[{i}/{len(specs)}] {name}: {doing[run_state(run, epochs)]} in {run}")
-        runs[name], val[name], starts[name] = variant(spec, run, settings, train_args, pretrained, weights[name])
-        LOG.info(f"[{i}/{len(specs)}] {name}: {runs[name]} in {time.perf_counter() - t:.0f} s, "
-                 f"mAP50-95 {val[name]['map']:.3f}")
+        done = ray_map(run_job, {f"{j.name}/seed{j.seed}": (j,) for j in jobs}, address=address,
+                       num_cpus=cpus_per_run, num_gpus=gpus_per_run)
+    else:
+        new = [j for j in jobs if run_state(j.run, epochs) == "new"]
+        if new:
+            new[0].estimate = len(new)  # the first run to train says how long all of them will take
+        for i, job in enumerate(jobs, 1):
+            key, t = f"{job.name}/seed{job.seed}", time.perf_counter()
+            doing = {"new": "training", "partial": "resuming the interrupted run", "done": "finished run found"}
+            LOG.info(f"[{i}/{len(jobs)}] {key}: {doing[run_state(job.run, epochs)]} in {job.run}")
+            done[key] = run_job(job)
+            got = done[key][1]
+            LOG.info(f"[{i}/{len(jobs)}] {key}: {done[key][0]} in {time.perf_counter() - t:.0f} s, "
+                     f"{PRIMARY.get(got.get('task'), 'map50_95')} {got.get(PRIMARY.get(got.get('task'), 'map50_95'), float('nan')):.3f}")
+    runs = {k: v[0] for k, v in done.items()}
+    by_model = {n: [j.run for j in jobs if j.name == n] for n in specs}
+    baseline = next(iter(specs))
+    LOG.info(f"statistics: {n_boot} bootstrap replicates over seeds and validation images")
+    summary = stats.compare_runs(by_model, baseline, n_boot=n_boot, seed=0)
     LOG.info(f"measuring the deploy form of {len(specs)} best.pt ({repeats} runs each)")
-    measured = bench({n: str(out / n / "weights" / "best.pt") for n in specs}, imgsz=imgsz, repeats=repeats,
-                     warmup=warmup, threads=threads, device=device, onnx=False, memory=False, seed=seed)
+    first = {n: str(by_model[n][0] / "weights" / "best.pt") for n in specs}
+    measured = bench(first, imgsz=imgsz, repeats=repeats, warmup=warmup, threads=threads, device=device, onnx=False,
+                     memory=False, seed=seeds[0])
+    val0 = done[f"{baseline}/seed{seeds[0]}"][1]
+    task = val0.get("task", "detect")
     rows = []
     for r in measured.rows:
         n = r["model"]
-        rows.append({"model": n, "map50": val[n]["map50"], "map": val[n]["map"], "epoch_s": epoch_seconds(out / n),
-                     "epochs": epochs_done(out / n), "run": runs[n],
-                     "start": starts[n], **{k: v for k, v in r.items() if k != "model"}})
-    meta = {**measured.meta, "data": data_yaml, "epochs": epochs, "train_imgsz": imgsz, "batch": batch, "seed": seed,
-            "deterministic": True, "train_args": train_args, "engine": engine,
-            "wall_s": round(time.perf_counter() - t0, 1)}
-    paths = report.write_tables(rows, meta, out, "table", report.COMPARE_TABLE,
-                                title=f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}")
+        row = {"model": n, "seeds": len(seeds), "run": ", ".join(sorted({runs[f"{n}/seed{s}"] for s in seeds})),
+               "start": done[f"{n}/seed{seeds[0]}"][2], "epochs": epochs_done(by_model[n][0]),
+               "epoch_s": sum(epoch_seconds(p) for p in by_model[n]) / len(seeds),
+               **{k: v for k, v in r.items() if k != "model"}}
+        row.update(flatten(summary[n], task))
+        rows.append(row)
+    meta = {**measured.meta, "data": data_yaml, "epochs": epochs, "train_imgsz": imgsz, "batch": batch,
+            "seeds": seeds, "seed": seeds[0], "deterministic": True, "train_args": train_args, "engine": engine,
+            "task": task, "n_boot": n_boot, "level": 0.95, "image_only_interval": len(seeds) == 1,
+            "val_images": val0.get("images"), "val_instances": val0.get("instances"),
+            "data_label": _data_label(jobs[0].data), "wall_s": round(time.perf_counter() - t0, 1)}
+    title = f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}, {len(seeds)} seed(s)"
+    columns = report.compare_columns(task)
+    paths = report.write_tables(rows, meta, out, "table", columns, title=title)
+    paths["tex"] = out / "table.tex"
+    paths["tex"].write_text(report.latex(rows, meta, columns))
     paths["png"] = report.plot(rows, meta, out / "plot.png", "yolo-improve compare")
+    paths["curves"] = report.curves(by_model, meta, out / "curves.png")
     return CompareResult(rows, meta, paths, runs)
+
+
+def flatten(summary: dict, task: str) -> dict:
+    """One variant's ``stats.compare_runs`` result as table columns: ``{K}_mean``, ``{K}_std``, ``{K}_delta``,
+    ``{K}_lo``, ``{K}_hi``, ``{K}_halfwidth``, ``{K}_verdict`` per metric ``K``, and the task's primary metric (box
+    mAP50-95; top-1 for classification) also under the bare names ``delta``, ``delta_lo``, ``delta_hi``, ``verdict``."""
+    row = {}
+    for k, d in summary.items():
+        for part in ("mean", "std", "delta", "lo", "hi", "halfwidth", "verdict"):
+            if part in d:
+                row[f"{k}_{part}"] = d[part]
+    p = summary.get(PRIMARY.get(task, "map50_95"), {})
+    row.update(delta=p.get("delta"), delta_lo=p.get("lo"), delta_hi=p.get("hi"), verdict=p.get("verdict"))
+    return row
+
+
+def _data_label(digest: dict) -> str:
+    """``held-in`` when the validation images are the training images (the demo's sample view), else ``held-out``
+    (a partial overlap is the user's to know; compare cannot tell a split from a near-duplicate)."""
+    sp = digest.get("splits", {})
+    same = "train" in sp and "val" in sp and sp["train"]["images_digest"] == sp["val"]["images_digest"]
+    return "held-in" if same else "held-out"
