@@ -1,4 +1,5 @@
-"""``compare`` on the bundled sample: table and plot written, finished runs skipped, interrupted runs resumed."""
+"""``compare`` on the bundled sample: seeds in their own run folders, table (mean, spread, interval, verdict), LaTeX and
+figures written, finished runs skipped, interrupted runs resumed, other settings refused."""
 
 import csv
 import json
@@ -6,49 +7,63 @@ import json
 import pytest
 from ultralytics.utils.callbacks import base as callbacks
 
-from yolo_improve.compare import CompareError, compare, epochs_done, run_state
+from yolo_improve.compare import CompareError, compare, seed_list
+from yolo_improve.runs import epochs_done, run_state
 
 FAST = dict(imgsz=32, batch=8, repeats=3, warmup=1, threads=1, device="cpu")
+MODELS = ("yolo11n", "yolo11n-convnextv2")
 
 
 @pytest.fixture(scope="module")
 def first(sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    return compare(str(sample), ["baseline", "convnextv2"], out=out, epochs=1, **FAST), out
+    return compare(str(sample), ["baseline", "convnextv2"], out=out, epochs=1, seeds=2, **FAST), out
 
 
-def test_writes_table_and_plot(first):
+def test_writes_table_and_figures(first):
     result, out = first
-    assert result.runs == {"yolo11n": "trained", "yolo11n-convnextv2": "trained"}
+    assert result.runs == {f"{m}/seed{s}": "trained" for m in MODELS for s in (0, 1)}
+    for m in MODELS:
+        for s in (0, 1):
+            assert (out / m / f"seed{s}" / "weights" / "best.pt").is_file()
+            assert (out / m / f"seed{s}" / "yolo_improve_run.json").is_file()
     with (out / "table.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["model"] for r in rows] == ["yolo11n", "yolo11n-convnextv2"]
+    assert [r["model"] for r in rows] == list(MODELS)
     for r in rows:
-        assert 0.0 <= float(r["map50"]) <= 1.0 and 0.0 <= float(r["map"]) <= float(r["map50"])
-        assert float(r["params_deploy"]) > 0 and float(r["gflops_deploy"]) > 0 and float(r["lat_deploy_ms"]) > 0
-        assert float(r["epoch_s"]) > 0 and int(r["epochs"]) == 1
-        assert r["source"].endswith("weights/best.pt"), "speed is measured on the trained weights"
-    assert float(rows[0]["lat_deploy_ms_x"]) == 1.0
+        assert int(r["seeds"]) == 2
+        assert 0.0 <= float(r["map50_95_mean"]) <= float(r["map50_mean"]) <= 1.0
+        assert float(r["map50_95_std"]) >= 0 and float(r["delta_lo"]) <= float(r["delta"]) <= float(r["delta_hi"])
+        assert float(r["params_deploy"]) > 0 and float(r["lat_deploy_ms"]) > 0 and float(r["epoch_s"]) > 0
+        assert int(r["epochs"]) == 1
+        assert r["source"].endswith("seed0/weights/best.pt"), "speed is measured on the trained weights"
+    assert float(rows[0]["delta"]) == 0.0 and rows[1]["verdict"] in ("better", "worse", "no difference detected")
     data = json.loads((out / "table.json").read_text())
-    assert data["meta"]["seed"] == 0 and data["meta"]["deterministic"] and data["meta"]["epochs"] == 1
+    assert data["meta"]["seeds"] == [0, 1] and data["meta"]["deterministic"] and data["meta"]["epochs"] == 1
+    assert data["meta"]["data_label"] == "held-out" and data["meta"]["val_images"] == 8
     md = (out / "table.md").read_text()
-    for h in ("mAP50", "mAP50-95", "params M", "GFLOPs", "deploy latency ms", "s/epoch", "yolo11n-convnextv2"):
+    for h in ("mAP50-95", "params M", "yolo11n-convnextv2", rows[1]["verdict"]):
         assert h in md
+    assert "\\toprule" in (out / "table.tex").read_text()
     import matplotlib.image
 
-    img = matplotlib.image.imread(out / "plot.png")
-    assert img.shape[1] > 1000 and img.std() > 0  # two panels: accuracy vs speed, speed vs compute
+    for png in ("plot.png", "curves.png"):
+        img = matplotlib.image.imread(out / png)
+        assert img.shape[1] > 600 and img.std() > 0
 
 
-def test_second_call_skips_finished_runs(first, sample):
+def test_second_call_skips_finished_runs_and_gives_the_same_table(first, sample):
     _, out = first
-    best = {m: (out / m / "weights" / "best.pt").stat().st_mtime_ns for m in ("yolo11n", "yolo11n-convnextv2")}
-    results = (out / "yolo11n" / "results.csv").read_text()
-    again = compare(str(sample), ["baseline", "convnextv2"], out=out, epochs=1, **FAST)
-    assert again.runs == {"yolo11n": "skipped", "yolo11n-convnextv2": "skipped"}
-    assert {m: (out / m / "weights" / "best.pt").stat().st_mtime_ns for m in best} == best
-    assert (out / "yolo11n" / "results.csv").read_text() == results
-    assert [r["map"] for r in again.rows] == [r["map"] for r in first[0].rows], "cached validation reused"
+    run = out / "yolo11n" / "seed0"
+    best = {m: (out / m / "seed0" / "weights" / "best.pt").stat().st_mtime_ns for m in MODELS}
+    results, table = (run / "results.csv").read_text(), (out / "table.csv").read_text()
+    again = compare(str(sample), ["baseline", "convnextv2"], out=out, epochs=1, seeds=2, **FAST)
+    assert set(again.runs.values()) == {"skipped"}
+    assert {m: (out / m / "seed0" / "weights" / "best.pt").stat().st_mtime_ns for m in best} == best
+    assert (run / "results.csv").read_text() == results
+    assert (out / "table.csv").read_text() == table, "cached validation and timing reused: the same table"
+    one = compare(str(sample), ["baseline"], out=out, epochs=1, seeds=[1], **FAST)  # a subset of the grid
+    assert one.runs == {"yolo11n/seed1": "skipped"} and one.meta["image_only_interval"]
 
 
 def test_other_settings_in_the_same_folder_are_refused(first, sample):
@@ -56,9 +71,17 @@ def test_other_settings_in_the_same_folder_are_refused(first, sample):
     with pytest.raises(CompareError, match="imgsz=32 there, 64 now"):
         compare(str(sample), ["baseline"], out=out, epochs=1, **{**FAST, "imgsz": 64})
     # a finalized run counts as finished even with fewer epochs (early stop), so more epochs is a settings change
-    assert run_state(out / "yolo11n", 5) == "done"
+    assert run_state(out / "yolo11n" / "seed0", 5) == "done"
     with pytest.raises(CompareError, match="epochs=1 there, 5 now"):
         compare(str(sample), ["baseline"], out=out, epochs=5, **FAST)
+
+
+def test_seed_list():
+    assert seed_list(3) == [0, 1, 2] and seed_list(2, seed=5) == [5, 6] and seed_list("[4, 7]") == [4, 7]
+    assert seed_list("3") == [0, 1, 2] and seed_list("[5]") == [5]
+    for bad in (0, [1, 1], "x", True):
+        with pytest.raises(ValueError, match="seeds="):
+            seed_list(bad)
 
 
 def test_interrupted_run_resumes(sample, tmp_path):
@@ -74,39 +97,35 @@ def test_interrupted_run_resumes(sample, tmp_path):
             compare(str(sample), ["baseline"], out=tmp_path, epochs=2, **FAST)
     finally:
         callbacks.default_callbacks["on_fit_epoch_end"].remove(crash)
-    run = tmp_path / "yolo11n"
+    run = tmp_path / "yolo11n" / "seed0"
     assert (run / "weights" / "last.pt").is_file() and epochs_done(run) == 1
     epoch1 = (run / "results.csv").read_text().splitlines()[1]
     result = compare(str(sample), ["baseline"], out=tmp_path, epochs=2, **FAST)
-    assert result.runs == {"yolo11n": "resumed"}
+    assert result.runs == {"yolo11n/seed0": "resumed"}
     assert epochs_done(run) == 2 and (run / "weights" / "best.pt").is_file()
     lines = (run / "results.csv").read_text().splitlines()
-    assert lines[1] == epoch1 and lines[2].startswith("2,"), "continued from epoch 2, not retrained"
+    assert lines[1] == epoch1 and lines[2].startswith("2,") and len(lines) == 3, "continued from epoch 2"
     assert result.rows[0]["epochs"] == 2
+    again = compare(str(sample), ["baseline"], out=tmp_path, epochs=2, **FAST)  # resumed, then reused
+    assert again.runs == {"yolo11n/seed0": "skipped"}
 
 
 def test_case2_other_training_arguments_are_refused(first, sample):
     """Issue 10 case 2: any argument that changes training (not only data/epochs/imgsz/batch/seed) is compared with
-    the run's args.yaml; before, lr0=0.5 optimizer=SGD reran as 'skipped' and table.json claimed the new values."""
+    the run's record; before, lr0=0.5 optimizer=SGD reran as 'skipped' and table.json claimed the new values."""
     _, out = first
-    with pytest.raises(CompareError, match=r"lr0=0\.01 there, 0\.5 now.*optimizer='auto' there, 'SGD' now"):
+    with pytest.raises(CompareError, match=r"lr0=0\.01 there, 0\.5 now; .*optimizer='auto' there, 'SGD' now"):
         compare(str(sample), ["baseline"], out=out, epochs=1, lr0=0.5, optimizer="SGD", **FAST)
     with pytest.raises(CompareError, match="mosaic=1.0 there, 0.0 now"):
         compare(str(sample), ["baseline"], out=out, epochs=1, mosaic=0.0, **FAST)
 
 
-def test_case2_data_is_compared_as_the_resolved_file(first, sample, tmp_path, monkeypatch):
-    """The same file spelt relatively reuses the runs; the same relative string naming another file is refused."""
+def test_case2_data_is_compared_by_what_it_is(first, sample, monkeypatch):
+    """The same data spelt relatively reuses the runs (the data is compared by its digest, not by its yaml's path)."""
     _, out = first
     monkeypatch.chdir(sample.parent)
     again = compare(sample.name, ["baseline"], out=out, epochs=1, **FAST)
-    assert again.runs == {"yolo11n": "skipped"}
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / sample.name).write_text(sample.read_text())  # same name and text, but its paths point elsewhere
-    monkeypatch.chdir(other)
-    with pytest.raises(CompareError, match="data="):
-        compare(sample.name, ["baseline"], out=out, epochs=1, **FAST)
+    assert again.runs == {"yolo11n/seed0": "skipped"}
 
 
 def test_pretrained_starts_every_run_from_the_file(sample, tmp_path):
@@ -134,7 +153,7 @@ def test_pretrained_starts_every_run_from_the_file(sample, tmp_path):
     assert "start.pt (" in (tmp_path / "warm" / "table.md").read_text()
 
     def distance(out, name):
-        model = load_weights(out / name / "weights" / "last.pt")
+        model = load_weights(out / name / "seed0" / "weights" / "last.pt")
         shared = [(p, file[k]) for k, p in model.named_parameters() if k in file and file[k].shape == p.shape]
         assert len(shared) > 200
         a, b = (torch.cat([t.flatten() for t in ts]) for ts in zip(*shared))

@@ -93,7 +93,7 @@ def test_case3_two_compare_processes_on_one_output_folder(sample, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         for line in first.stdout:  # the second one starts (already imported) once the first is training
-            if "yolo11n: training" in line:
+            if "yolo11n/seed0: training" in line:
                 break
         err2 = second.communicate("go\n", timeout=300)[1]
         err1 = first.communicate(timeout=300)[1]
@@ -103,7 +103,7 @@ def test_case3_two_compare_processes_on_one_output_folder(sample, tmp_path):
     assert first.returncode == 0, err1[-2000:]
     assert second.returncode == 1 and f"another compare (pid {first.pid}) is writing to {out}" in err2, err2[-2000:]
     assert "Traceback" not in err2
-    with (out / "yolo11n" / "results.csv").open() as f:
+    with (out / "yolo11n" / "seed0" / "results.csv").open() as f:
         assert [int(float(r["epoch"])) for r in csv.DictReader(f, skipinitialspace=True)] == [1]
     assert not (out / ".lock.owner").exists()
 

@@ -55,7 +55,12 @@ class CompareResult:
 def seed_list(seeds, seed: int = 0) -> list[int]:
     """``seeds=3`` -> ``[seed, seed+1, seed+2]``; a list (or ``"0,1,2"``) is taken as the seeds themselves."""
     if isinstance(seeds, str):
-        seeds = [int(s) for s in seeds.strip("[]").split(",") if s.strip()] if "," in seeds else int(seeds)
+        text = seeds.strip()
+        try:
+            seeds = [int(s) for s in text.strip("[]").split(",") if s.strip()] if "," in text or "[" in text \
+                else int(text)
+        except ValueError:
+            raise ValueError(f"seeds={seeds!r}: give a number of seeds (seeds=3) or a list (seeds=[0,1,2])") from None
     if isinstance(seeds, bool):
         raise ValueError(f"seeds={seeds!r}: give a number of seeds or a list of seeds")
     if isinstance(seeds, int):
@@ -329,8 +334,8 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
     summary = stats.compare_runs(by_model, baseline, n_boot=n_boot, seed=0)
     LOG.info(f"measuring the deploy form of {len(specs)} best.pt ({repeats} runs each)")
     first = {n: str(by_model[n][0] / "weights" / "best.pt") for n in specs}
-    measured = bench(first, imgsz=imgsz, repeats=repeats, warmup=warmup, threads=threads, device=device, onnx=False,
-                     memory=False, seed=seeds[0])
+    measured = _bench(out, first, imgsz=imgsz, repeats=repeats, warmup=warmup, threads=threads, device=device,
+                      seed=seeds[0])
     val0 = done[f"{baseline}/seed{seeds[0]}"][1]
     task = val0.get("task", "detect")
     rows = []
@@ -355,6 +360,25 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
     paths["png"] = report.plot(rows, meta, out / "plot.png", "yolo-improve compare")
     paths["curves"] = report.curves(by_model, meta, out / "curves.png")
     return CompareResult(rows, meta, paths, runs)
+
+
+def _bench(out: Path, models: dict, **kw):
+    """``bench`` of each variant's deploy form, kept in ``out/bench.json`` while the weights are unchanged: a rerun
+    that trained nothing gives the same table instead of re-timing (and re-drawing the noise of) the same files."""
+    import json
+
+    from .bench.runner import BenchResult
+
+    key = {"models": {n: [p, Path(p).stat().st_mtime_ns] for n, p in models.items()}, **kw}
+    cache = out / "bench.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        got = json.loads(cache.read_text())
+        if got["key"] == json.loads(json.dumps(key)):
+            return BenchResult(got["rows"], got["meta"])
+    measured = bench(models, onnx=False, memory=False, **kw)
+    if not measured.errors:
+        cache.write_text(json.dumps({"key": key, "rows": measured.rows, "meta": measured.meta}, default=str))
+    return measured
 
 
 def flatten(summary: dict, task: str) -> dict:
