@@ -232,7 +232,7 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
             warmup: int = 3, threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
             address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float | None = None,
             pretrained: str | Path | None = None, backbone: str | Path | None = None, n_boot: int = 1000,
-            **train_args) -> CompareResult:
+            explain: bool = False, **train_args) -> CompareResult:
     """Train ``models`` (default: stock YOLO11 and every shipped config at ``scale``) on ``data`` with identical
     settings, once per seed; validate each run, measure the deploy form of each variant's best.pt (``bench``) and
     write the table (mean, spread, delta to the first model with its 95% interval and verdict) and figures to ``out``.
@@ -251,6 +251,8 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
     ``pretrained``: a YOLO checkpoint every variant starts from, by structural transfer (``transfer.py``).
     ``backbone``: ImageNet weights for the backbone variants, a file or a folder of files named after the variant
     (``backbone_file``). The table's ``start`` column says what loaded. ``n_boot``: bootstrap replicates (>= 1000).
+    ``explain``: also write heat maps and effective receptive fields of every variant's best.pt into ``out/explain/``
+    (``explain.for_compare``), linked from the report.
     """
     from .engines import check_engine
 
@@ -272,7 +274,7 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
         return _compare(data_yaml, specs, seeds, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, repeats=repeats,
                         warmup=warmup, threads=threads, device=device, workers=workers, engine=engine,
                         address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                        pretrained=pretrained, backbone=backbone, n_boot=n_boot, **train_args)
+                        pretrained=pretrained, backbone=backbone, n_boot=n_boot, explain=explain, **train_args)
 
 
 def _jobs(data_yaml, specs, seeds, out, *, epochs, imgsz, batch, workers, device, pretrained, backbone,
@@ -303,7 +305,7 @@ def _jobs(data_yaml, specs, seeds, out, *, epochs, imgsz, batch, workers, device
 
 
 def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float, *, epochs, imgsz, batch, repeats,
-             warmup, threads, device, workers, engine, address, cpus_per_run, gpus_per_run, n_boot,
+             warmup, threads, device, workers, engine, address, cpus_per_run, gpus_per_run, n_boot, explain,
              **train_args) -> CompareResult:
     from . import stats
 
@@ -359,6 +361,11 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
     paths["tex"].write_text(report.latex(rows, meta, columns))
     paths["png"] = report.plot(rows, meta, out / "plot.png", "yolo-improve compare")
     paths["curves"] = report.curves(by_model, meta, out / "curves.png")
+    if explain:
+        from .explain import for_compare
+
+        LOG.info("explain: heat maps and effective receptive fields of every variant's best.pt")
+        paths["explain"] = for_compare(out, {n: Path(p) for n, p in first.items()}, data_yaml, imgsz)
     return CompareResult(rows, meta, paths, runs)
 
 
