@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -60,16 +61,75 @@ EXPORT_TABLE = [
     ("vs PyTorch deploy", cell("vs_pytorch", ".2f")),
 ]
 
-COMPARE_TABLE = [
-    ("model", lambda r: r["model"]),
-    ("mAP50", cell("map50", ".3f")),
-    ("mAP50-95", cell("map", ".3f")),
-    ("params M", cell("params_deploy", ".2f", 1e-6, ratio=True)),
-    ("GFLOPs", cell("gflops_deploy", ".2f", ratio=True)),
-    ("deploy latency ms", cell("lat_deploy_ms", ".1f", spread="lat_deploy_iqr_ms", ratio=True)),
-    ("s/epoch", cell("epoch_s", ".1f")),
-    ("start", lambda r: r.get("start") or "scratch"),
-]
+# metric keys per task, in table order (the first is the primary one, whose delta gets the bare names); a task's
+# keys that no row carries (e.g. AP by object size when faster-coco-eval did not run) are left out of the table
+TASK_METRICS = {
+    "detect": ("map50_95", "map50", "ap_small", "ap_medium", "ap_large"),
+    "segment": ("map50_95", "map50", "mask_map50_95", "mask_map50", "ap_small", "ap_medium", "ap_large"),
+    "pose": ("map50_95", "map50", "pose_map50_95", "pose_map50", "ap_small", "ap_medium", "ap_large"),
+    "obb": ("map50_95", "map50"),
+    "classify": ("top1", "top5"),
+}
+METRIC_NAMES = {"map50_95": "box mAP50-95", "map50": "box mAP50", "ap_small": "box AP small",
+                "ap_medium": "box AP medium", "ap_large": "box AP large", "mask_map50_95": "mask mAP50-95",
+                "mask_map50": "mask mAP50", "pose_map50_95": "pose mAP50-95", "pose_map50": "pose mAP50",
+                "top1": "top-1 accuracy", "top5": "top-5 accuracy"}
+
+
+def metric_name(key: str, task: str = "detect") -> str:
+    """What a metric key measures, as a header says it: never a bare "mAP" (box or mask? rotated boxes for OBB)."""
+    name = METRIC_NAMES.get(key, key)
+    return name.replace("box ", "OBB ") if task == "obb" else name
+
+
+def metric_keys(task: str, rows: list[dict] | None = None) -> list[str]:
+    """The task's metric keys, only those some row carries (``{key}_mean``) when ``rows`` are given."""
+    if task not in TASK_METRICS:
+        raise ValueError(f"task={task!r}: expected one of {', '.join(TASK_METRICS)}")
+    return [k for k in TASK_METRICS[task] if rows is None or any(_num(r.get(f"{k}_mean")) for r in rows)]
+
+
+def mean_cell(key: str) -> Callable:
+    """``mean ±std`` over seeds; the mean alone for one seed (a spread of one run is no spread)."""
+
+    def mean_cell(r: dict) -> str:
+        m, sd = r.get(f"{key}_mean"), r.get(f"{key}_std")
+        if not _num(m):
+            return "-"
+        return f"{m:.3f} ±{sd:.3f}" if _num(sd) and (r.get("seeds") or 1) > 1 else f"{m:.3f}"
+
+    return mean_cell
+
+
+def delta_cell(key: str) -> Callable:
+    """``delta [lo, hi] verdict (±half-width)``: the difference to the baseline, its interval, what the interval
+    says, and the resolution the data allows; ``baseline`` on the baseline's row (its verdict is empty)."""
+
+    def delta_cell(r: dict) -> str:
+        d, lo, hi, hw = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "halfwidth"))
+        if not r.get(f"{key}_verdict") and _num(d) and d == 0:
+            return "baseline"
+        if not (_num(d) and _num(lo) and _num(hi)):
+            return "-"
+        return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {r[f'{key}_verdict']}" + (f" (±{hw:.3f})" if _num(hw) else "")
+
+    return delta_cell
+
+
+def compare_columns(task: str = "detect", rows: list[dict] | None = None, level: float = 0.95) -> list:
+    """``compare``'s table: per metric of the task, mean ±std over seeds and the delta to the baseline with its
+    interval and verdict; then the deploy form's cost and the training time."""
+    cols = [("model", lambda r: r["model"]), ("seeds", lambda r: str(r.get("seeds", "-")))]
+    for k in metric_keys(task, rows):
+        name = metric_name(k, task)
+        cols += [(f"{name} mean ±std", mean_cell(k)), (f"Δ {name} [{level:.0%} CI]", delta_cell(k))]
+    return cols + [
+        ("params M", cell("params_deploy", ".2f", 1e-6, ratio=True)),
+        ("GFLOPs", cell("gflops_deploy", ".2f", ratio=True)),
+        ("deploy latency ms", cell("lat_deploy_ms", ".1f", spread="lat_deploy_iqr_ms", ratio=True)),
+        ("s/epoch", cell("epoch_s", ".1f")),
+        ("start", lambda r: r.get("start") or "scratch"),
+    ]
 
 
 def markdown(rows: list[dict], columns) -> str:
@@ -104,6 +164,39 @@ def describe(meta: dict) -> str:
     return "; ".join(parts)
 
 
+def seeds_text(meta: dict, which: bool = True) -> str:
+    """``3 seeds (0, 1, 2)``, ``1 seed (0)``: how many training runs each variant's numbers come from."""
+    seeds = meta.get("seeds")
+    seeds = list(seeds) if isinstance(seeds, (list, tuple)) else list(range(seeds)) if isinstance(seeds, int) else []
+    if not seeds:
+        return "? seeds"
+    text = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    return text + (f" ({', '.join(map(str, seeds))})" if which else "")
+
+
+def describe_data(meta: dict) -> str:
+    """What the accuracy was measured on and how often: held-in / held-out, validation images and objects, seeds.
+    Every compare figure and table carries it, since a number without it cannot be judged."""
+    objects = "" if meta.get("task") == "classify" else f", {meta.get('val_instances', '?')} boxes"
+    return (f"{meta.get('data_label', 'held-in or held-out: unknown')} validation, {meta.get('val_images', '?')} "
+            f"images{objects}; {seeds_text(meta)} per variant")
+
+
+def describe_stats(meta: dict) -> str:
+    """How the intervals and verdicts were made, and what they do not cover."""
+    level = meta.get("level", 0.95)
+    text = (f"mean ±std over seeds; Δ: mean difference to {meta.get('baseline')}, {level:.0%} interval from a paired "
+            f"bootstrap ({meta.get('n_boot', '?')} replicates: validation images resampled once per replicate for "
+            "all models, seeds within each model); 'no difference detected' when the interval contains 0; "
+            "±half-width: the resolution this data allows")
+    if meta.get("image_only_interval"):
+        text += (". ONE seed: the interval covers the sampling of validation images only, not the training run's "
+                 "own randomness (seed to seed), so it is too narrow for a claim; train more seeds (seeds=3)")
+    if meta.get("data_label") == "held-in":
+        text += ". Held-in: these images were trained on, so accuracy is optimistic and says nothing about new images"
+    return text
+
+
 def _clean(v):
     """JSON has no NaN: missing numbers are null."""
     if isinstance(v, float) and math.isnan(v):
@@ -116,8 +209,9 @@ def _clean(v):
 
 
 def write_tables(rows: list[dict], meta: dict, out: Path, stem: str, columns, errors: dict | None = None,
-                 title: str = "") -> dict[str, Path]:
-    """``{stem}.csv`` (every column), ``{stem}.json`` (meta, rows, errors) and ``{stem}.md`` (the table)."""
+                 title: str = "", notes: list[str] | tuple = ()) -> dict[str, Path]:
+    """``{stem}.csv`` (every column), ``{stem}.json`` (meta, rows, errors) and ``{stem}.md`` (the table, then
+    ``notes`` and how the numbers were measured)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{stem}.{k}" for k in ("csv", "json", "md")}
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -127,105 +221,56 @@ def write_tables(rows: list[dict], meta: dict, out: Path, stem: str, columns, er
         w.writerows({k: ("" if not _num(r.get(k)) and isinstance(r.get(k), float) else r.get(k)) for k in keys}
                     for r in rows)
     paths["json"].write_text(json.dumps(_clean({"meta": meta, "rows": rows, "errors": errors or {}}), indent=2))
-    text = (f"{title}\n\n" if title else "") + markdown(rows, columns) + f"\n\n{describe(meta)}\n"
+    text = (f"{title}\n\n" if title else "") + markdown(rows, columns) + "\n\n"
+    text += "".join(f"{n}\n\n" for n in notes) + f"{describe(meta)}\n"
     if errors:
         text += "\n" + "\n".join(f"- {k}: {v}" for k, v in errors.items()) + "\n"
     paths["md"].write_text(text)
     return paths
 
 
-def _style(rows: list[dict], baseline: str) -> dict[str, dict]:
-    """One colour and marker per model, the baseline a red star: a legend instead of text labels, which overlap
-    when variants have similar numbers."""
-    markers, colours = "osD^vP<>Xh", [f"C{i}" for i in range(10) if i != 3]  # C3 (red) is the baseline's
-    out, k = {}, 0
-    for r in rows:
-        start = f", from {r['start']}" if r.get("start", "scratch") != "scratch" else ""  # compare's start column
-        if r["model"] == baseline:
-            out[r["model"]] = dict(marker="*", color="C3", ms=14, label=f"{r['model']} (baseline{start})")
-        else:
-            out[r["model"]] = dict(marker=markers[k % len(markers)], color=colours[k % len(colours)], ms=8,
-                                   label=f"{r['model']}{start}")
-            k += 1
-    return out
+# LaTeX's special characters, and the table's Unicode signs in math mode (pdflatex has no glyphs for them)
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
+        "×": r"$\times$", "<": r"$<$", ">": r"$>$"}
 
 
-def _latency_vs_gflops(ax, rows: list[dict], style: dict) -> None:
-    """Deploy form (filled, bar = IQR) and train form (hollow, joined by a line): the re-parameterization gain."""
-    for r in rows:
-        st, x, y = style[r["model"]], r.get("gflops_deploy"), r.get("lat_deploy_ms")
-        if not (_num(x) and _num(y)):
-            continue
-        iqr = r.get("lat_deploy_iqr_ms")
-        ax.errorbar(x, y, yerr=iqr / 2 if _num(iqr) else None, capsize=3, ls="none", **st)
-        xt, yt = r.get("gflops_train"), r.get("lat_train_ms")
-        if _num(xt) and _num(yt):
-            ax.plot([xt, x], [yt, y], color=st["color"], lw=0.8, alpha=0.6)
-            ax.plot(xt, yt, marker=st["marker"], color=st["color"], mfc="none", ms=st["ms"] * 0.8, ls="none")
-    ax.plot([], [], marker="o", color="gray", mfc="none", ls="none", label="train form (hollow)")
-    ax.set(xlabel="GFLOPs (filled: deploy form, hollow: train form)", ylabel="latency, ms (median; bar: IQR width)",
-           title="speed vs compute")
+def tex_escape(text) -> str:
+    """``text`` for LaTeX's text mode: special characters escaped, and a number's minus sign a math minus."""
+    return re.sub(r"(?<![\w.])-(?=\d)", r"$-$", "".join(_TEX.get(c, c) for c in str(text)))
 
 
-def _map_vs_latency(ax, rows: list[dict], style: dict) -> None:
-    maps = [r["map"] for r in rows if _num(r.get("map"))]
-    for r in rows:
-        x, y, iqr = r.get("lat_deploy_ms"), r.get("map"), r.get("lat_deploy_iqr_ms")
-        if _num(x) and _num(y):
-            ax.errorbar(x, y, xerr=iqr / 2 if _num(iqr) else None, capsize=3, ls="none",
-                        **{**style[r["model"]], "label": None})
-    if maps and max(maps) - min(maps) < 1e-3:
-        ax.text(0.5, 0.5, f"all variants: mAP50-95 = {maps[0]:.3f}\n(too little training to rank accuracy)",
-                transform=ax.transAxes, ha="center", va="center", fontsize=9, color="gray")
-    top = max(0.05, max(maps, default=0) * 1.15)
-    ax.set_ylim(bottom=-0.03 * top, top=top)
-    ax.set(xlabel="deploy-form latency, ms (median; bar: IQR width)", ylabel="mAP50-95 (val)",
-           title="accuracy vs speed (up-left is better)")
+def latex(rows: list[dict], meta: dict, columns, caption: str = "", label: str = "tab:yolo-improve") -> str:
+    """A booktabs table (``\\usepackage{booktabs,graphicx}``; scaled to the text width, as a compare table is wide)
+    with the markdown table's cells, escaped, and a caption that says what the data was and how the intervals were
+    made. Written by hand: pandas' ``to_latex`` would add a
+    dependency (and jinja2) for twenty lines of string joining."""
+    cap = caption or f"{describe_data(meta)}. {describe_stats(meta)}."
+    lines = [r"% needs \usepackage{booktabs,graphicx}", r"\begin{table*}[t]", r"\centering",
+             rf"\caption{{{tex_escape(cap)}}}", rf"\label{{{label}}}", r"\resizebox{\textwidth}{!}{%",
+             r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}", r"\toprule",
+             " & ".join(tex_escape(h) for h, _ in columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_escape(fmt(r)) for _, fmt in columns) + r" \\" for r in rows]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table*}"]) + "\n"
 
 
-def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
-    """The variants' deploy latency vs GFLOPs (train form hollow, joined to its deploy form), and next to it
-    mAP50-95 vs deploy latency when mAP is known; the baseline is the red star."""
-    import matplotlib
+def write_compare(rows: list[dict], meta: dict, out: Path, runs: dict | None = None, title: str = "") -> dict:
+    """Everything ``compare`` writes: ``table.{md,csv,json,tex}``, ``plot.png`` (accuracy vs latency with the
+    accuracy interval, latency vs GFLOPs), ``forest.png`` (each variant's delta and interval) and, given the run
+    folders (``runs``: model -> its seed runs), ``curves.png`` (per-epoch validation metric and losses)."""
+    from . import figures  # matplotlib only when figures are drawn
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    with_map = any(_num(r.get("map")) for r in rows)
-    style = _style(rows, meta.get("baseline"))
-    fig, axes = plt.subplots(1, 2 if with_map else 1, figsize=(12 if with_map else 7.5, 5), dpi=120, squeeze=False)
-    if with_map:
-        _map_vs_latency(axes[0, 0], rows, style)
-    _latency_vs_gflops(axes[0, -1], rows, style)
-    for ax in axes.flat:
-        ax.grid(alpha=0.3)
-        ax.margins(0.12)
-    axes[0, -1].legend(fontsize=8, loc="best")
-    m = meta.get("machine", {})
-    fig.suptitle(f"{title}: imgsz {meta.get('imgsz')}, {meta.get('device')}, {meta.get('threads')} thread(s), "
-                 f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def _export_latency(ax, rows: list[dict], formats: list[str]) -> None:
-    """Latency per runtime, one group of bars per model (PyTorch deploy form first); formats that did not run
-    are left out of their group."""
-    forms = [("PyTorch", "lat_deploy_ms", "lat_deploy_iqr_ms")] + [(f, f"lat_fmt_{f}_ms", f"lat_fmt_{f}_iqr_ms")
-                                                                    for f in formats]
-    w = 0.8 / len(forms)
-    for j, (f, key, iqr) in enumerate(forms):
-        xs = [(i + j * w, r[key], r.get(iqr)) for i, r in enumerate(rows) if _num(r.get(key))]
-        if xs:
-            ax.bar([x for x, _, _ in xs], [y for _, y, _ in xs], w, label=f, color=f"C{j}",
-                   yerr=[e / 2 if _num(e) else 0 for _, _, e in xs], capsize=2)
-    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(rows))], [r["model"] for r in rows], rotation=20, ha="right",
-                  fontsize=8)
-    ax.set(ylabel="latency, ms (batch 1, median; bar: IQR width)", title="deploy form per runtime")
-    ax.legend(fontsize=8)
+    task = meta.get("task", "detect")
+    columns = compare_columns(task, rows, meta.get("level", 0.95))
+    notes = [describe_data(meta), describe_stats(meta)]
+    paths = write_tables(rows, meta, out, "table", columns, title=title, notes=notes)
+    paths["tex"] = out / "table.tex"
+    paths["tex"].write_text(latex(rows, meta, columns))
+    paths["png"] = figures.plot(rows, meta, out / "plot.png", "yolo-improve compare")
+    paths["forest"] = figures.forest(rows, meta, out / "forest.png")
+    if runs:
+        paths["curves"] = figures.curves(runs, meta, out / "curves.png")
+    return paths
 
 
 def write(result, out: Path, stem: str = "bench") -> dict[str, Path]:
@@ -238,26 +283,9 @@ def write(result, out: Path, stem: str = "bench") -> dict[str, Path]:
         text += markdown(export_rows(result.rows, formats), EXPORT_TABLE) + "\n"
         with paths["md"].open("a") as f:
             f.write(text)
-    paths["png"] = plot(result.rows, result.meta, out / f"{stem}.png", "yolo-improve bench")
+    from . import figures
+
+    paths["png"] = figures.plot(result.rows, result.meta, out / f"{stem}.png", "yolo-improve bench")
     if formats:
-        paths["png_export"] = plot_export(result.rows, result.meta, out / f"{stem}_export.png")
+        paths["png_export"] = figures.plot_export(result.rows, result.meta, out / f"{stem}_export.png")
     return paths
-
-
-def plot_export(rows: list[dict], meta: dict, path: Path) -> Path:
-    """The export matrix's latencies: one group of bars per model, one bar per runtime."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(rows)), 5), dpi=120)
-    _export_latency(ax, rows, meta["formats"])
-    ax.grid(alpha=0.3, axis="y")
-    m = meta.get("machine", {})
-    fig.suptitle(f"yolo-improve export matrix: imgsz {meta.get('imgsz')}, {meta.get('threads')} thread(s), "
-                 f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
