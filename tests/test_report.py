@@ -11,7 +11,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from yolo_improve.bench import figures, report
+from yolo_improve.bench import figures, labels, report
 
 matplotlib.use("Agg")
 
@@ -32,21 +32,22 @@ META = {"baseline": "yolo11n", "task": "detect", "seeds": [0, 1, 2], "n_boot": 1
         "date": "2026-12-03"}
 
 
-def row(model, keys, mean, delta=0.0, hw=0.0, seeds=3, verdict=None):
-    """A row as compare passes it: bench columns and, per metric key, mean/std/delta/interval/verdict."""
+def row(model, keys, mean, delta=0.0, hw=0.0, seeds=3):
+    """A row as compare passes it: bench columns and, per metric key, what ``stats.compare_runs`` gives (the
+    baseline: delta 0, no interval, no verdict; one seed: no std), flattened to ``{key}_{part}``."""
     r = {"model": model, "seeds": seeds, "start": "scratch", "run": "trained", "epochs": 5, "epoch_s": 2.5,
          "params_deploy": 2.6e6, "params_deploy_x": 1.0, "gflops_deploy": 6.5, "gflops_deploy_x": 1.0,
          "gflops_train": 7.0, "lat_train_ms": 12.0, "lat_deploy_ms": 10.0 + 10 * delta, "lat_deploy_iqr_ms": 0.4,
          "lat_deploy_ms_x": 1.0}
+    base = model == "yolo11n"
     for i, k in enumerate(keys):
-        v = verdict if verdict is not None else ("" if model == "yolo11n" else
-                                                 "better" if delta - hw > 0 else "worse" if delta + hw < 0 else
-                                                 "no difference detected")
-        r |= {f"{k}_mean": mean - 0.05 * i, f"{k}_std": 0.012, f"{k}_delta": delta, f"{k}_lo": delta - hw,
-              f"{k}_hi": delta + hw, f"{k}_halfwidth": hw, f"{k}_verdict": v}
+        v = None if base else "better" if delta - hw > 0 else "worse" if delta + hw < 0 else "no difference detected"
+        r |= {f"{k}_mean": mean - 0.05 * i, f"{k}_std": 0.012 if seeds > 1 else None, f"{k}_delta": delta,
+              f"{k}_lo": None if base else delta - hw, f"{k}_hi": None if base else delta + hw,
+              f"{k}_halfwidth": None if base else hw, f"{k}_verdict": v}
     k = keys[0]
-    r |= {"map50_95_mean": r[f"{k}_mean"], "map50_95_std": r[f"{k}_std"], "delta": delta, "delta_lo": delta - hw,
-          "delta_hi": delta + hw, "verdict": r[f"{k}_verdict"]}
+    r |= {"map50_95_mean": r[f"{k}_mean"], "map50_95_std": r[f"{k}_std"], "delta": delta, "delta_lo": r[f"{k}_lo"],
+          "delta_hi": r[f"{k}_hi"], "verdict": r[f"{k}_verdict"]}
     return r
 
 
@@ -62,14 +63,14 @@ def rows():
 def test_columns_name_the_metric_per_task():
     seg = [h for h, _ in report.compare_columns("segment")]
     assert "box mAP50-95 mean ±std" in seg and "mask mAP50-95 mean ±std" in seg and "Δ mask mAP50 [95% CI]" in seg
-    for task in report.TASK_METRICS:
+    for task in labels.TASK_METRICS:
         heads = [h for h, _ in report.compare_columns(task)]
         assert not [h for h in heads if re.search(r"(?<!box )(?<!mask )(?<!pose )(?<!OBB )mAP", h)], heads
     cls = [h for h, _ in report.compare_columns("classify")]
     assert "top-1 accuracy mean ±std" in cls and not [h for h in cls if "mAP" in h or "AP " in h]
     assert "OBB mAP50-95 mean ±std" in [h for h, _ in report.compare_columns("obb")]
     only = [row("yolo11n", ("map50_95", "map50"), 0.4)]  # no size APs measured: their columns are left out
-    assert report.metric_keys("detect", only) == ["map50_95", "map50"]
+    assert labels.metric_keys("detect", only) == ["map50_95", "map50"]
     with pytest.raises(ValueError, match="task='depth'"):
         report.compare_columns("depth")
 
@@ -83,7 +84,7 @@ def test_tables_read_back(rows, tmp_path):
               *(f"{m}_{x}" for m in DET for x in ("mean", "std", "delta", "lo", "hi", "halfwidth", "verdict"))):
         assert k in got[0], k
     assert float(got[1]["delta_lo"]) == pytest.approx(0.02) and got[1]["verdict"] == "better"
-    assert got[0]["verdict"] == "" and float(got[0]["delta"]) == 0
+    assert got[0]["verdict"] == got[0]["delta_lo"] == "" and float(got[0]["delta"]) == 0
     data = json.loads(paths["json"].read_text())
     assert data["meta"]["data_label"] == "held-out" and data["rows"][3]["ap_large_verdict"] == "worse"
     md = paths["md"].read_text()
@@ -98,6 +99,17 @@ def test_tables_read_back(rows, tmp_path):
     assert {"png", "forest", "tex"} <= set(paths) and "curves" not in paths  # no run folders given
 
 
+def test_a_delta_without_interval_says_so(rows, drawn, tmp_path):
+    """The bootstrap gives no interval where most replicates have no object of a size: the delta is shown, with
+    no interval and no verdict, never a made-up one."""
+    rows[1] |= {"ap_small_lo": None, "ap_small_hi": None, "ap_small_halfwidth": None, "ap_small_verdict": None}
+    md = report.write_compare(rows, META, tmp_path)["md"].read_text()
+    assert "| 0.330 ±0.012 | +0.030 (no interval) |" in md
+    small = next(ax for ax in drawn["forest.png"].axes if ax.get_title() == "box AP small")
+    assert [t.get_text() for t in small.texts][0] == "no interval"
+    assert len([s for s in _bars(small) if s[0][1] == s[1][1]]) == 2, "no bar for the variant without interval"
+
+
 def test_one_seed_and_held_in_say_what_the_interval_misses(tmp_path):
     one = [row("yolo11n", DET, 0.40, seeds=1), row("yolo11n-repvit", DET, 0.43, 0.03, 0.01, seeds=1)]
     meta = {**META, "seeds": [0], "image_only_interval": True, "data_label": "held-in"}
@@ -107,6 +119,8 @@ def test_one_seed_and_held_in_say_what_the_interval_misses(tmp_path):
     assert "ONE seed: the interval covers the sampling of validation images only" in md
     assert "held-in validation" in md and "Held-in: these images were trained on" in md
     assert "ONE seed" in paths["tex"].read_text()
+    md = report.write_tables(one, meta, tmp_path / "w", "table", report.compare_columns("detect"))["md"].read_text()
+    assert "ONE seed: the interval covers" in md and "held-in validation" in md, "any compare table says it"
 
 
 def test_latex_is_escaped_booktabs(rows):

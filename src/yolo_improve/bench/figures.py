@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import _num, describe_data, metric_keys, metric_name, seeds_text
+from .labels import describe_data, is_number, metric_keys, metric_name, primary_key, seeds_text
 
 VERDICT_COLOURS = {"better": "C2", "worse": "C3", "no difference detected": "0.35"}
 
@@ -40,10 +40,6 @@ def _ncols(n: int) -> int:
     return max(1, n if n <= 4 else min(4, math.ceil(n / 2)))
 
 
-def _primary(meta: dict) -> str:
-    return "top1" if meta.get("task") == "classify" else "map50_95"
-
-
 def _style(rows: list[dict], baseline: str) -> dict[str, dict]:
     """One colour and marker per model, the baseline a red star: a legend instead of text labels, which overlap
     when variants have similar numbers."""
@@ -64,12 +60,12 @@ def _latency_vs_gflops(ax, rows: list[dict], style: dict) -> None:
     """Deploy form (filled, bar = IQR) and train form (hollow, joined by a line): the re-parameterization gain."""
     for r in rows:
         st, x, y = style[r["model"]], r.get("gflops_deploy"), r.get("lat_deploy_ms")
-        if not (_num(x) and _num(y)):
+        if not (is_number(x) and is_number(y)):
             continue
         iqr = r.get("lat_deploy_iqr_ms")
-        ax.errorbar(x, y, yerr=iqr / 2 if _num(iqr) else None, capsize=3, ls="none", **st)
+        ax.errorbar(x, y, yerr=iqr / 2 if is_number(iqr) else None, capsize=3, ls="none", **st)
         xt, yt = r.get("gflops_train"), r.get("lat_train_ms")
-        if _num(xt) and _num(yt):
+        if is_number(xt) and is_number(yt):
             ax.plot([xt, x], [yt, y], color=st["color"], lw=0.8, alpha=0.6)
             ax.plot(xt, yt, marker=st["marker"], color=st["color"], mfc="none", ms=st["ms"] * 0.8, ls="none")
     ax.plot([], [], marker="o", color="gray", mfc="none", ls="none", label="train form (hollow)")
@@ -80,21 +76,21 @@ def _latency_vs_gflops(ax, rows: list[dict], style: dict) -> None:
 def _accuracy_vs_latency(ax, rows: list[dict], meta: dict, style: dict) -> None:
     """Mean accuracy over seeds vs deploy latency. A variant's bar is its interval of the difference to the baseline,
     drawn from the baseline's mean (the dashed line): a bar that crosses the line is 'no difference detected'."""
-    key, base = _primary(meta), meta.get("baseline")
+    key, base = primary_key(meta.get("task", "detect")), meta.get("baseline")
     b = next((r.get(f"{key}_mean") for r in rows if r["model"] == base), None)
     tops = []
     for r in rows:
         x, y, iqr = r.get("lat_deploy_ms"), r.get(f"{key}_mean"), r.get("lat_deploy_iqr_ms")
-        if not (_num(x) and _num(y)):
+        if not (is_number(x) and is_number(y)):
             continue
         lo, hi, yerr = r.get(f"{key}_lo"), r.get(f"{key}_hi"), None
-        if r["model"] != base and _num(b) and _num(lo) and _num(hi):
+        if r["model"] != base and is_number(b) and is_number(lo) and is_number(hi):
             yerr = [[max(0.0, y - b - lo)], [max(0.0, b + hi - y)]]
             tops.append(b + hi)
         tops.append(y)
-        ax.errorbar(x, y, xerr=iqr / 2 if _num(iqr) else None, yerr=yerr, capsize=3, ls="none",
+        ax.errorbar(x, y, xerr=iqr / 2 if is_number(iqr) else None, yerr=yerr, capsize=3, ls="none",
                     **{**style[r["model"]], "label": None})
-    if _num(b):
+    if is_number(b):
         ax.axhline(b, color="C3", lw=1, ls="--", alpha=0.7)
     top = max(0.05, max(tops, default=0) * 1.15)
     ax.set_ylim(bottom=-0.03 * top, top=top)
@@ -111,7 +107,8 @@ def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
     accuracy (the task's primary metric, mean over seeds, with its interval) vs deploy latency when accuracy is
     known; the baseline is the red star."""
     plt = _pyplot()
-    with_acc = any(_num(r.get(f"{_primary(meta)}_mean")) for r in rows)
+    key = primary_key(meta.get("task", "detect"))
+    with_acc = any(is_number(r.get(f"{key}_mean")) for r in rows)
     style = _style(rows, meta.get("baseline"))
     fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(12 if with_acc else 7.5, 5), dpi=120, squeeze=False)
     if with_acc:
@@ -146,17 +143,18 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
     for ax, key in zip(axes.flat, keys):
         ax.axvline(0, color="C3", lw=1, ls="--", alpha=0.7)
         for y, r in enumerate(variants):
-            d, lo, hi, v = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "verdict"))
-            if not (_num(d) and _num(lo) and _num(hi)):
+            d, lo, hi, v, hw = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "verdict", "halfwidth"))
+            if not is_number(d):
                 continue
+            interval = is_number(lo) and is_number(hi)
             st = style[r["model"]]
-            ax.errorbar(d, y, xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]], capsize=3, ls="none", marker=st["marker"],
-                        color=st["color"], ms=6)
-            hw = r.get(f"{key}_halfwidth")
-            ax.annotate(f"{v}" + (f" (±{hw:.3f})" if _num(hw) else ""), (d, y), xytext=(0, 7),
-                        textcoords="offset points", ha="center", fontsize=7, color=VERDICT_COLOURS.get(v, "0.2"))
+            ax.errorbar(d, y, xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]] if interval else None, capsize=3,
+                        ls="none", marker=st["marker"], color=st["color"], ms=6, mfc=None if interval else "none")
+            text = (f"{v}" + (f" (±{hw:.3f})" if is_number(hw) else "")) if interval else "no interval"
+            ax.annotate(text, (d, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
+                        color=VERDICT_COLOURS.get(v, "0.2"))
         ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi")]
-        lo, hi = min([0.0, *filter(_num, ends)]), max([0.0, *filter(_num, ends)])
+        lo, hi = min([0.0, *filter(is_number, ends)]), max([0.0, *filter(is_number, ends)])
         pad = 0.25 * (hi - lo) or 0.01
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_yticks(range(len(variants)), [r["model"] for r in variants], fontsize=8)
@@ -272,10 +270,10 @@ def _export_latency(ax, rows: list[dict], formats: list[str]) -> None:
                                                                     for f in formats]
     w = 0.8 / len(forms)
     for j, (f, key, iqr) in enumerate(forms):
-        xs = [(i + j * w, r[key], r.get(iqr)) for i, r in enumerate(rows) if _num(r.get(key))]
+        xs = [(i + j * w, r[key], r.get(iqr)) for i, r in enumerate(rows) if is_number(r.get(key))]
         if xs:
             ax.bar([x for x, _, _ in xs], [y for _, y, _ in xs], w, label=f, color=f"C{j}",
-                   yerr=[e / 2 if _num(e) else 0 for _, _, e in xs], capsize=2)
+                   yerr=[e / 2 if is_number(e) else 0 for _, _, e in xs], capsize=2)
     ax.set_xticks([i + 0.4 - w / 2 for i in range(len(rows))], [r["model"] for r in rows], rotation=20, ha="right",
                   fontsize=8)
     ax.set(ylabel="latency, ms (batch 1, median; bar: IQR width)", title="deploy form per runtime")

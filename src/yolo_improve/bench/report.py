@@ -1,7 +1,9 @@
-"""Tables and plots for ``bench`` and ``compare``: CSV and JSON with every number, markdown for the README, a PNG.
+"""Tables for ``bench`` and ``compare``: CSV and JSON with every number, markdown for the README, LaTeX (booktabs)
+for papers; the figures are drawn by ``figures`` (``plot``, ``forest``, ``curves``, ``plot_export``, reachable here).
 
 The markdown tables are the ones pasted into papers and READMEs, so each cell carries the number and, where it
-helps reading, its ratio to the baseline; the CSV/JSON keep every raw column (medians, IQRs, ratios, checks).
+helps reading, its ratio to the baseline or its spread and interval; the CSV/JSON keep every raw column (medians,
+IQRs, ratios, checks; per metric the mean, std, delta, interval, half-width and verdict).
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
-
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+from .figures import curves, forest, plot, plot_export  # compare and bench draw through report
+from .labels import describe_data, describe_stats, is_number, metric_keys, metric_name
 
 
 def cell(key: str, fmt: str, scale: float = 1.0, ratio: bool = False, spread: str | None = None) -> Callable:
@@ -23,12 +24,12 @@ def cell(key: str, fmt: str, scale: float = 1.0, ratio: bool = False, spread: st
 
     def cell(r: dict) -> str:
         v = r.get(key)
-        if not _num(v):
+        if not is_number(v):
             return "-"
         s = format(v * scale, fmt)
-        if spread and _num(r.get(spread)):
+        if spread and is_number(r.get(spread)):
             s += f" ±{format(r[spread] * scale, fmt)}"
-        if ratio and _num(r.get(f"{key}_x")):
+        if ratio and is_number(r.get(f"{key}_x")):
             s += f" ({r[f'{key}_x']:.2f}x)"
         return s
 
@@ -61,57 +62,33 @@ EXPORT_TABLE = [
     ("vs PyTorch deploy", cell("vs_pytorch", ".2f")),
 ]
 
-# metric keys per task, in table order (the first is the primary one, whose delta gets the bare names); a task's
-# keys that no row carries (e.g. AP by object size when faster-coco-eval did not run) are left out of the table
-TASK_METRICS = {
-    "detect": ("map50_95", "map50", "ap_small", "ap_medium", "ap_large"),
-    "segment": ("map50_95", "map50", "mask_map50_95", "mask_map50", "ap_small", "ap_medium", "ap_large"),
-    "pose": ("map50_95", "map50", "pose_map50_95", "pose_map50", "ap_small", "ap_medium", "ap_large"),
-    "obb": ("map50_95", "map50"),
-    "classify": ("top1", "top5"),
-}
-METRIC_NAMES = {"map50_95": "box mAP50-95", "map50": "box mAP50", "ap_small": "box AP small",
-                "ap_medium": "box AP medium", "ap_large": "box AP large", "mask_map50_95": "mask mAP50-95",
-                "mask_map50": "mask mAP50", "pose_map50_95": "pose mAP50-95", "pose_map50": "pose mAP50",
-                "top1": "top-1 accuracy", "top5": "top-5 accuracy"}
-
-
-def metric_name(key: str, task: str = "detect") -> str:
-    """What a metric key measures, as a header says it: never a bare "mAP" (box or mask? rotated boxes for OBB)."""
-    name = METRIC_NAMES.get(key, key)
-    return name.replace("box ", "OBB ") if task == "obb" else name
-
-
-def metric_keys(task: str, rows: list[dict] | None = None) -> list[str]:
-    """The task's metric keys, only those some row carries (``{key}_mean``) when ``rows`` are given."""
-    if task not in TASK_METRICS:
-        raise ValueError(f"task={task!r}: expected one of {', '.join(TASK_METRICS)}")
-    return [k for k in TASK_METRICS[task] if rows is None or any(_num(r.get(f"{k}_mean")) for r in rows)]
-
 
 def mean_cell(key: str) -> Callable:
     """``mean ±std`` over seeds; the mean alone for one seed (a spread of one run is no spread)."""
 
     def mean_cell(r: dict) -> str:
         m, sd = r.get(f"{key}_mean"), r.get(f"{key}_std")
-        if not _num(m):
+        if not is_number(m):
             return "-"
-        return f"{m:.3f} ±{sd:.3f}" if _num(sd) and (r.get("seeds") or 1) > 1 else f"{m:.3f}"
+        return f"{m:.3f} ±{sd:.3f}" if is_number(sd) and (r.get("seeds") or 1) > 1 else f"{m:.3f}"
 
     return mean_cell
 
 
 def delta_cell(key: str) -> Callable:
     """``delta [lo, hi] verdict (±half-width)``: the difference to the baseline, its interval, what the interval
-    says, and the resolution the data allows; ``baseline`` on the baseline's row (its verdict is empty)."""
+    says, and the resolution the data allows; ``baseline`` on the baseline's row (delta 0, no interval, no verdict);
+    ``(no interval)`` where the bootstrap could not make one (e.g. too few objects of a size)."""
 
     def delta_cell(r: dict) -> str:
         d, lo, hi, hw = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "halfwidth"))
-        if not r.get(f"{key}_verdict") and _num(d) and d == 0:
-            return "baseline"
-        if not (_num(d) and _num(lo) and _num(hi)):
+        if not is_number(d):
             return "-"
-        return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {r[f'{key}_verdict']}" + (f" (±{hw:.3f})" if _num(hw) else "")
+        if d == 0 and not r.get(f"{key}_verdict"):
+            return "baseline"
+        if not (is_number(lo) and is_number(hi)):
+            return f"{d:+.3f} (no interval)"
+        return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {r[f'{key}_verdict']}" + (f" (±{hw:.3f})" if is_number(hw) else "")
 
     return delta_cell
 
@@ -164,39 +141,6 @@ def describe(meta: dict) -> str:
     return "; ".join(parts)
 
 
-def seeds_text(meta: dict, which: bool = True) -> str:
-    """``3 seeds (0, 1, 2)``, ``1 seed (0)``: how many training runs each variant's numbers come from."""
-    seeds = meta.get("seeds")
-    seeds = list(seeds) if isinstance(seeds, (list, tuple)) else list(range(seeds)) if isinstance(seeds, int) else []
-    if not seeds:
-        return "? seeds"
-    text = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
-    return text + (f" ({', '.join(map(str, seeds))})" if which else "")
-
-
-def describe_data(meta: dict) -> str:
-    """What the accuracy was measured on and how often: held-in / held-out, validation images and objects, seeds.
-    Every compare figure and table carries it, since a number without it cannot be judged."""
-    objects = "" if meta.get("task") == "classify" else f", {meta.get('val_instances', '?')} boxes"
-    return (f"{meta.get('data_label', 'held-in or held-out: unknown')} validation, {meta.get('val_images', '?')} "
-            f"images{objects}; {seeds_text(meta)} per variant")
-
-
-def describe_stats(meta: dict) -> str:
-    """How the intervals and verdicts were made, and what they do not cover."""
-    level = meta.get("level", 0.95)
-    text = (f"mean ±std over seeds; Δ: mean difference to {meta.get('baseline')}, {level:.0%} interval from a paired "
-            f"bootstrap ({meta.get('n_boot', '?')} replicates: validation images resampled once per replicate for "
-            "all models, seeds within each model); 'no difference detected' when the interval contains 0; "
-            "±half-width: the resolution this data allows")
-    if meta.get("image_only_interval"):
-        text += (". ONE seed: the interval covers the sampling of validation images only, not the training run's "
-                 "own randomness (seed to seed), so it is too narrow for a claim; train more seeds (seeds=3)")
-    if meta.get("data_label") == "held-in":
-        text += ". Held-in: these images were trained on, so accuracy is optimistic and says nothing about new images"
-    return text
-
-
 def _clean(v):
     """JSON has no NaN: missing numbers are null."""
     if isinstance(v, float) and math.isnan(v):
@@ -211,14 +155,17 @@ def _clean(v):
 def write_tables(rows: list[dict], meta: dict, out: Path, stem: str, columns, errors: dict | None = None,
                  title: str = "", notes: list[str] | tuple = ()) -> dict[str, Path]:
     """``{stem}.csv`` (every column), ``{stem}.json`` (meta, rows, errors) and ``{stem}.md`` (the table, then
-    ``notes`` and how the numbers were measured)."""
+    ``notes`` and how the numbers were measured). A compare's table (``meta`` has ``n_boot``) always says what the
+    data was and what its intervals cover (``describe_data``, ``describe_stats``) before any other note."""
+    if "n_boot" in meta:
+        notes = [describe_data(meta), describe_stats(meta), *notes]
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{stem}.{k}" for k in ("csv", "json", "md")}
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with paths["csv"].open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
-        w.writerows({k: ("" if not _num(r.get(k)) and isinstance(r.get(k), float) else r.get(k)) for k in keys}
+        w.writerows({k: ("" if not is_number(r.get(k)) and isinstance(r.get(k), float) else r.get(k)) for k in keys}
                     for r in rows)
     paths["json"].write_text(json.dumps(_clean({"meta": meta, "rows": rows, "errors": errors or {}}), indent=2))
     text = (f"{title}\n\n" if title else "") + markdown(rows, columns) + "\n\n"
@@ -243,8 +190,7 @@ def tex_escape(text) -> str:
 def latex(rows: list[dict], meta: dict, columns, caption: str = "", label: str = "tab:yolo-improve") -> str:
     """A booktabs table (``\\usepackage{booktabs,graphicx}``; scaled to the text width, as a compare table is wide)
     with the markdown table's cells, escaped, and a caption that says what the data was and how the intervals were
-    made. Written by hand: pandas' ``to_latex`` would add a
-    dependency (and jinja2) for twenty lines of string joining."""
+    made. Written by hand: pandas' ``to_latex`` would add a dependency for twenty lines of string joining."""
     cap = caption or f"{describe_data(meta)}. {describe_stats(meta)}."
     lines = [r"% needs \usepackage{booktabs,graphicx}", r"\begin{table*}[t]", r"\centering",
              rf"\caption{{{tex_escape(cap)}}}", rf"\label{{{label}}}", r"\resizebox{\textwidth}{!}{%",
@@ -258,18 +204,14 @@ def write_compare(rows: list[dict], meta: dict, out: Path, runs: dict | None = N
     """Everything ``compare`` writes: ``table.{md,csv,json,tex}``, ``plot.png`` (accuracy vs latency with the
     accuracy interval, latency vs GFLOPs), ``forest.png`` (each variant's delta and interval) and, given the run
     folders (``runs``: model -> its seed runs), ``curves.png`` (per-epoch validation metric and losses)."""
-    from . import figures  # matplotlib only when figures are drawn
-
-    task = meta.get("task", "detect")
-    columns = compare_columns(task, rows, meta.get("level", 0.95))
-    notes = [describe_data(meta), describe_stats(meta)]
-    paths = write_tables(rows, meta, out, "table", columns, title=title, notes=notes)
+    columns = compare_columns(meta.get("task", "detect"), rows, meta.get("level", 0.95))
+    paths = write_tables(rows, meta, out, "table", columns, title=title)
     paths["tex"] = out / "table.tex"
     paths["tex"].write_text(latex(rows, meta, columns))
-    paths["png"] = figures.plot(rows, meta, out / "plot.png", "yolo-improve compare")
-    paths["forest"] = figures.forest(rows, meta, out / "forest.png")
+    paths["png"] = plot(rows, meta, out / "plot.png", "yolo-improve compare")
+    paths["forest"] = forest(rows, meta, out / "forest.png")
     if runs:
-        paths["curves"] = figures.curves(runs, meta, out / "curves.png")
+        paths["curves"] = curves(runs, meta, out / "curves.png")
     return paths
 
 
@@ -283,9 +225,7 @@ def write(result, out: Path, stem: str = "bench") -> dict[str, Path]:
         text += markdown(export_rows(result.rows, formats), EXPORT_TABLE) + "\n"
         with paths["md"].open("a") as f:
             f.write(text)
-    from . import figures
-
-    paths["png"] = figures.plot(result.rows, result.meta, out / f"{stem}.png", "yolo-improve bench")
+    paths["png"] = plot(result.rows, result.meta, out / f"{stem}.png", "yolo-improve bench")
     if formats:
-        paths["png_export"] = figures.plot_export(result.rows, result.meta, out / f"{stem}_export.png")
+        paths["png_export"] = plot_export(result.rows, result.meta, out / f"{stem}_export.png")
     return paths
