@@ -1,7 +1,9 @@
-"""Tables and plots for ``bench`` and ``compare``: CSV and JSON with every number, markdown for the README, a PNG.
+"""Tables for ``bench`` and ``compare``: CSV and JSON with every number, markdown for the README, LaTeX (booktabs)
+for papers; the figures are drawn by ``figures`` (``plot``, ``forest``, ``curves``, ``plot_export``, reachable here).
 
 The markdown tables are the ones pasted into papers and READMEs, so each cell carries the number and, where it
-helps reading, its ratio to the baseline; the CSV/JSON keep every raw column (medians, IQRs, ratios, checks).
+helps reading, its ratio to the baseline or its spread and interval; the CSV/JSON keep every raw column (medians,
+IQRs, ratios, checks; per metric the mean, std, delta, interval, half-width and verdict).
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Callable
 
-
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+from .figures import curves, forest, plot, plot_export  # compare and bench draw through report
+from .labels import describe_data, describe_stats, is_number, metric_keys, metric_name
 
 
 def cell(key: str, fmt: str, scale: float = 1.0, ratio: bool = False, spread: str | None = None) -> Callable:
@@ -22,12 +24,12 @@ def cell(key: str, fmt: str, scale: float = 1.0, ratio: bool = False, spread: st
 
     def cell(r: dict) -> str:
         v = r.get(key)
-        if not _num(v):
+        if not is_number(v):
             return "-"
         s = format(v * scale, fmt)
-        if spread and _num(r.get(spread)):
+        if spread and is_number(r.get(spread)):
             s += f" ±{format(r[spread] * scale, fmt)}"
-        if ratio and _num(r.get(f"{key}_x")):
+        if ratio and is_number(r.get(f"{key}_x")):
             s += f" ({r[f'{key}_x']:.2f}x)"
         return s
 
@@ -60,16 +62,51 @@ EXPORT_TABLE = [
     ("vs PyTorch deploy", cell("vs_pytorch", ".2f")),
 ]
 
-COMPARE_TABLE = [
-    ("model", lambda r: r["model"]),
-    ("mAP50", cell("map50", ".3f")),
-    ("mAP50-95", cell("map", ".3f")),
-    ("params M", cell("params_deploy", ".2f", 1e-6, ratio=True)),
-    ("GFLOPs", cell("gflops_deploy", ".2f", ratio=True)),
-    ("deploy latency ms", cell("lat_deploy_ms", ".1f", spread="lat_deploy_iqr_ms", ratio=True)),
-    ("s/epoch", cell("epoch_s", ".1f")),
-    ("start", lambda r: r.get("start") or "scratch"),
-]
+
+def mean_cell(key: str) -> Callable:
+    """``mean ±std`` over seeds; the mean alone for one seed (a spread of one run is no spread)."""
+
+    def mean_cell(r: dict) -> str:
+        m, sd = r.get(f"{key}_mean"), r.get(f"{key}_std")
+        if not is_number(m):
+            return "-"
+        return f"{m:.3f} ±{sd:.3f}" if is_number(sd) and (r.get("seeds") or 1) > 1 else f"{m:.3f}"
+
+    return mean_cell
+
+
+def delta_cell(key: str) -> Callable:
+    """``delta [lo, hi] verdict (±half-width)``: the difference to the baseline, its interval, what the interval
+    says, and the resolution the data allows; ``baseline`` on the baseline's row (delta 0, no interval, no verdict);
+    ``(no interval)`` where the bootstrap could not make one (e.g. too few objects of a size)."""
+
+    def delta_cell(r: dict) -> str:
+        d, lo, hi, hw = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "halfwidth"))
+        if not is_number(d):
+            return "-"
+        if d == 0 and not r.get(f"{key}_verdict"):
+            return "baseline"
+        if not (is_number(lo) and is_number(hi)):
+            return f"{d:+.3f} (no interval)"
+        return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {r[f'{key}_verdict']}" + (f" (±{hw:.3f})" if is_number(hw) else "")
+
+    return delta_cell
+
+
+def compare_columns(task: str = "detect", rows: list[dict] | None = None, level: float = 0.95) -> list:
+    """``compare``'s table: per metric of the task, mean ±std over seeds and the delta to the baseline with its
+    interval and verdict; then the deploy form's cost and the training time."""
+    cols = [("model", lambda r: r["model"]), ("seeds", lambda r: str(r.get("seeds", "-")))]
+    for k in metric_keys(task, rows):
+        name = metric_name(k, task)
+        cols += [(f"{name} mean ±std", mean_cell(k)), (f"Δ {name} [{level:.0%} CI]", delta_cell(k))]
+    return cols + [
+        ("params M", cell("params_deploy", ".2f", 1e-6, ratio=True)),
+        ("GFLOPs", cell("gflops_deploy", ".2f", ratio=True)),
+        ("deploy latency ms", cell("lat_deploy_ms", ".1f", spread="lat_deploy_iqr_ms", ratio=True)),
+        ("s/epoch", cell("epoch_s", ".1f")),
+        ("start", lambda r: r.get("start") or "scratch"),
+    ]
 
 
 def markdown(rows: list[dict], columns) -> str:
@@ -116,116 +153,66 @@ def _clean(v):
 
 
 def write_tables(rows: list[dict], meta: dict, out: Path, stem: str, columns, errors: dict | None = None,
-                 title: str = "") -> dict[str, Path]:
-    """``{stem}.csv`` (every column), ``{stem}.json`` (meta, rows, errors) and ``{stem}.md`` (the table)."""
+                 title: str = "", notes: list[str] | tuple = ()) -> dict[str, Path]:
+    """``{stem}.csv`` (every column), ``{stem}.json`` (meta, rows, errors) and ``{stem}.md`` (the table, then
+    ``notes`` and how the numbers were measured). A compare's table (``meta`` has ``n_boot``) always says what the
+    data was and what its intervals cover (``describe_data``, ``describe_stats``) before any other note."""
+    if "n_boot" in meta:
+        notes = [describe_data(meta), describe_stats(meta), *notes]
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{stem}.{k}" for k in ("csv", "json", "md")}
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with paths["csv"].open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
-        w.writerows({k: ("" if not _num(r.get(k)) and isinstance(r.get(k), float) else r.get(k)) for k in keys}
+        w.writerows({k: ("" if not is_number(r.get(k)) and isinstance(r.get(k), float) else r.get(k)) for k in keys}
                     for r in rows)
     paths["json"].write_text(json.dumps(_clean({"meta": meta, "rows": rows, "errors": errors or {}}), indent=2))
-    text = (f"{title}\n\n" if title else "") + markdown(rows, columns) + f"\n\n{describe(meta)}\n"
+    text = (f"{title}\n\n" if title else "") + markdown(rows, columns) + "\n\n"
+    text += "".join(f"{n}\n\n" for n in notes) + f"{describe(meta)}\n"
     if errors:
         text += "\n" + "\n".join(f"- {k}: {v}" for k, v in errors.items()) + "\n"
     paths["md"].write_text(text)
     return paths
 
 
-def _style(rows: list[dict], baseline: str) -> dict[str, dict]:
-    """One colour and marker per model, the baseline a red star: a legend instead of text labels, which overlap
-    when variants have similar numbers."""
-    markers, colours = "osD^vP<>Xh", [f"C{i}" for i in range(10) if i != 3]  # C3 (red) is the baseline's
-    out, k = {}, 0
-    for r in rows:
-        start = f", from {r['start']}" if r.get("start", "scratch") != "scratch" else ""  # compare's start column
-        if r["model"] == baseline:
-            out[r["model"]] = dict(marker="*", color="C3", ms=14, label=f"{r['model']} (baseline{start})")
-        else:
-            out[r["model"]] = dict(marker=markers[k % len(markers)], color=colours[k % len(colours)], ms=8,
-                                   label=f"{r['model']}{start}")
-            k += 1
-    return out
+# LaTeX's special characters, and the table's Unicode signs in math mode (pdflatex has no glyphs for them)
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
+        "×": r"$\times$", "<": r"$<$", ">": r"$>$"}
 
 
-def _latency_vs_gflops(ax, rows: list[dict], style: dict) -> None:
-    """Deploy form (filled, bar = IQR) and train form (hollow, joined by a line): the re-parameterization gain."""
-    for r in rows:
-        st, x, y = style[r["model"]], r.get("gflops_deploy"), r.get("lat_deploy_ms")
-        if not (_num(x) and _num(y)):
-            continue
-        iqr = r.get("lat_deploy_iqr_ms")
-        ax.errorbar(x, y, yerr=iqr / 2 if _num(iqr) else None, capsize=3, ls="none", **st)
-        xt, yt = r.get("gflops_train"), r.get("lat_train_ms")
-        if _num(xt) and _num(yt):
-            ax.plot([xt, x], [yt, y], color=st["color"], lw=0.8, alpha=0.6)
-            ax.plot(xt, yt, marker=st["marker"], color=st["color"], mfc="none", ms=st["ms"] * 0.8, ls="none")
-    ax.plot([], [], marker="o", color="gray", mfc="none", ls="none", label="train form (hollow)")
-    ax.set(xlabel="GFLOPs (filled: deploy form, hollow: train form)", ylabel="latency, ms (median; bar: IQR width)",
-           title="speed vs compute")
+def tex_escape(text) -> str:
+    """``text`` for LaTeX's text mode: special characters escaped, and a number's minus sign a math minus."""
+    return re.sub(r"(?<![\w.])-(?=\d)", r"$-$", "".join(_TEX.get(c, c) for c in str(text)))
 
 
-def _map_vs_latency(ax, rows: list[dict], style: dict) -> None:
-    maps = [r["map"] for r in rows if _num(r.get("map"))]
-    for r in rows:
-        x, y, iqr = r.get("lat_deploy_ms"), r.get("map"), r.get("lat_deploy_iqr_ms")
-        if _num(x) and _num(y):
-            ax.errorbar(x, y, xerr=iqr / 2 if _num(iqr) else None, capsize=3, ls="none",
-                        **{**style[r["model"]], "label": None})
-    if maps and max(maps) - min(maps) < 1e-3:
-        ax.text(0.5, 0.5, f"all variants: mAP50-95 = {maps[0]:.3f}\n(too little training to rank accuracy)",
-                transform=ax.transAxes, ha="center", va="center", fontsize=9, color="gray")
-    top = max(0.05, max(maps, default=0) * 1.15)
-    ax.set_ylim(bottom=-0.03 * top, top=top)
-    ax.set(xlabel="deploy-form latency, ms (median; bar: IQR width)", ylabel="mAP50-95 (val)",
-           title="accuracy vs speed (up-left is better)")
+def latex(rows: list[dict], meta: dict, columns, caption: str = "", label: str = "tab:yolo-improve") -> str:
+    """A booktabs table (``\\usepackage{booktabs,graphicx}``; scaled to the text width, as a compare table is wide)
+    with the markdown table's cells, escaped, and a caption that says what the data was and how the intervals were
+    made. Written by hand: pandas' ``to_latex`` would add a dependency for twenty lines of string joining."""
+    cap = caption or f"{describe_data(meta)}. {describe_stats(meta)}."
+    lines = [r"% needs \usepackage{booktabs,graphicx}", r"\begin{table*}[t]", r"\centering",
+             rf"\caption{{{tex_escape(cap)}}}", rf"\label{{{label}}}", r"\resizebox{\textwidth}{!}{%",
+             r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}", r"\toprule",
+             " & ".join(tex_escape(h) for h, _ in columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_escape(fmt(r)) for _, fmt in columns) + r" \\" for r in rows]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table*}"]) + "\n"
 
 
-def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
-    """The variants' deploy latency vs GFLOPs (train form hollow, joined to its deploy form), and next to it
-    mAP50-95 vs deploy latency when mAP is known; the baseline is the red star."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    with_map = any(_num(r.get("map")) for r in rows)
-    style = _style(rows, meta.get("baseline"))
-    fig, axes = plt.subplots(1, 2 if with_map else 1, figsize=(12 if with_map else 7.5, 5), dpi=120, squeeze=False)
-    if with_map:
-        _map_vs_latency(axes[0, 0], rows, style)
-    _latency_vs_gflops(axes[0, -1], rows, style)
-    for ax in axes.flat:
-        ax.grid(alpha=0.3)
-        ax.margins(0.12)
-    axes[0, -1].legend(fontsize=8, loc="best")
-    m = meta.get("machine", {})
-    fig.suptitle(f"{title}: imgsz {meta.get('imgsz')}, {meta.get('device')}, {meta.get('threads')} thread(s), "
-                 f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def _export_latency(ax, rows: list[dict], formats: list[str]) -> None:
-    """Latency per runtime, one group of bars per model (PyTorch deploy form first); formats that did not run
-    are left out of their group."""
-    forms = [("PyTorch", "lat_deploy_ms", "lat_deploy_iqr_ms")] + [(f, f"lat_fmt_{f}_ms", f"lat_fmt_{f}_iqr_ms")
-                                                                    for f in formats]
-    w = 0.8 / len(forms)
-    for j, (f, key, iqr) in enumerate(forms):
-        xs = [(i + j * w, r[key], r.get(iqr)) for i, r in enumerate(rows) if _num(r.get(key))]
-        if xs:
-            ax.bar([x for x, _, _ in xs], [y for _, y, _ in xs], w, label=f, color=f"C{j}",
-                   yerr=[e / 2 if _num(e) else 0 for _, _, e in xs], capsize=2)
-    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(rows))], [r["model"] for r in rows], rotation=20, ha="right",
-                  fontsize=8)
-    ax.set(ylabel="latency, ms (batch 1, median; bar: IQR width)", title="deploy form per runtime")
-    ax.legend(fontsize=8)
+def write_compare(rows: list[dict], meta: dict, out: Path, runs: dict | None = None, title: str = "") -> dict:
+    """Everything ``compare`` writes: ``table.{md,csv,json,tex}``, ``plot.png`` (accuracy vs latency with the
+    accuracy interval, latency vs GFLOPs), ``forest.png`` (each variant's delta and interval) and, given the run
+    folders (``runs``: model -> its seed runs), ``curves.png`` (per-epoch validation metric and losses)."""
+    columns = compare_columns(meta.get("task", "detect"), rows, meta.get("level", 0.95))
+    paths = write_tables(rows, meta, out, "table", columns, title=title)
+    paths["tex"] = out / "table.tex"
+    paths["tex"].write_text(latex(rows, meta, columns))
+    paths["png"] = plot(rows, meta, out / "plot.png", "yolo-improve compare")
+    paths["forest"] = forest(rows, meta, out / "forest.png")
+    if runs:
+        paths["curves"] = curves(runs, meta, out / "curves.png")
+    return paths
 
 
 def write(result, out: Path, stem: str = "bench") -> dict[str, Path]:
@@ -242,22 +229,3 @@ def write(result, out: Path, stem: str = "bench") -> dict[str, Path]:
     if formats:
         paths["png_export"] = plot_export(result.rows, result.meta, out / f"{stem}_export.png")
     return paths
-
-
-def plot_export(rows: list[dict], meta: dict, path: Path) -> Path:
-    """The export matrix's latencies: one group of bars per model, one bar per runtime."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(rows)), 5), dpi=120)
-    _export_latency(ax, rows, meta["formats"])
-    ax.grid(alpha=0.3, axis="y")
-    m = meta.get("machine", {})
-    fig.suptitle(f"yolo-improve export matrix: imgsz {meta.get('imgsz')}, {meta.get('threads')} thread(s), "
-                 f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

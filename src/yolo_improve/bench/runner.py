@@ -29,47 +29,32 @@ RATIO_KEYS = ("params_train", "params_deploy", "gflops_train", "gflops_deploy", 
               "lat_onnx_ms", "train_mem_mb")
 
 
-def variants(scale: str = "n") -> list[str]:
-    """Stock ``yolo11{scale}.yaml`` first, then every shipped ``yolo11-*.yaml`` config at ``scale``.
+def variants(scale: str = "n", family: str = "11", task: str = "detect") -> list[str]:
+    """The stock model of ``family`` x ``task`` at ``scale`` first, then every composed system (``variants.short_names``;
+    for YOLO11 detection also any shipped ``yolo11-*.yaml``, so a module that lands with its config is benchmarked
+    with no edit here)."""
+    from ..variants import short_names
 
-    Read from the package's config folder, so a module that lands with its config is benchmarked with no edit here.
-    """
-    from ..registry import CFG_DIR, SCALES
-
-    if not isinstance(scale, str) or len(scale) != 1 or scale not in SCALES:
-        raise ValueError(f"scale={scale!r} is not a model scale: one of {', '.join(SCALES)}")
-    shipped = sorted(p.name for p in CFG_DIR.rglob("yolo11-*.yaml"))
-    return [f"yolo11{scale}.yaml", *(n.replace("yolo11-", f"yolo11{scale}-", 1) for n in shipped)]
+    return list(short_names(family, task, scale).values())
 
 
-def resolve_models(models=None, scale: str = "n") -> dict[str, str]:
-    """``{label: model}`` from a list of YAML names/paths, ``.pt`` checkpoints or short names.
+def resolve_models(models=None, scale: str = "n", family: str = "11", task: str = "detect") -> dict[str, str]:
+    """``{label: model}`` from a list of YAML names/paths, ``.pt`` checkpoints or short names (``variants.resolve``
+    without a checkpoint: ``baseline`` is the stock model of ``family`` x ``task`` at ``scale``, ``repvit`` its composed
+    config). ``None`` means ``variants(scale, family, task)``. A dict is taken as ``{label: model}``."""
+    from ..variants import resolve, short_names
 
-    Short names: ``baseline``/``yolo11`` is the stock model at ``scale``; ``repvit`` (any shipped config's suffix) is
-    ``yolo11{scale}-repvit.yaml``. ``None`` means ``variants(scale)``. A dict is taken as ``{label: model}``.
-    """
     if isinstance(models, dict):
         return {str(k): str(v) for k, v in models.items()}
-    if isinstance(models, str):
-        models = [m for m in models.split(",") if m]
-    shipped = {v.split("-", 1)[1][:-5]: v for v in variants(scale)[1:]}
-    out = {}
-    for m in models or variants(scale):
-        m = str(m)
-        if m in ("baseline", "yolo11"):
-            m = f"yolo11{scale}.yaml"
-        elif m in shipped:
-            m = shipped[m]
-        elif "." not in Path(m).name:
-            raise ValueError(f"unknown model '{m}': give a .yaml or .pt, 'baseline', or one of {sorted(shipped)}")
-        out[label(m)] = m
-    return out
+    short_names(family, task, scale)  # refuses a bad family, task or scale, naming it
+    return {name: v.file() for name, v in resolve(models, family=family, task=task, scale=scale).items()}
 
 
 def label(model: str) -> str:
     """A short name for a model: the YAML stem, or the run folder of ``run/weights/best.pt``."""
-    p = Path(model)
-    return p.parent.parent.name if p.suffix == ".pt" and p.parent.name == "weights" else p.stem
+    from ..variants import label as short
+
+    return short(model)
 
 
 def build(model: str, seed: int = 0, nc: int | None = None) -> tuple[nn.Module, bool]:
@@ -155,8 +140,9 @@ def _ratios(rows: list[dict], baseline: str) -> None:
 def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, repeats: int = 20, warmup: int = 3,
           threads: int = 1, device: str | None = None, onnx: bool = True, memory: bool = True,
           baseline: str | None = None, seed: int = 0, nc: int | None = None,
-          onnx_dir: str | Path | None = None, formats=None) -> BenchResult:
-    """Measure ``models`` (default: stock YOLO11 and every shipped config at ``scale``) side by side.
+          onnx_dir: str | Path | None = None, formats=None, family: str = "11", task: str = "detect") -> BenchResult:
+    """Measure ``models`` (default: the stock model of ``family`` x ``task`` and every composed config at ``scale``,
+    ``resolve_models``; any task: detect, segment, pose, obb, classify) side by side.
 
     Per model: parameters and GFLOPs of the train form and of the deploy form (``reparameterize``); latency of one
     ``imgsz`` image (batch 1) through the train form and the deploy form in PyTorch, and through the deploy form
@@ -175,7 +161,7 @@ def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, re
     from ultralytics.utils.torch_utils import select_device
 
     t0 = time.perf_counter()
-    specs = resolve_models(models, scale)
+    specs = resolve_models(models, scale, family, task)
     formats = export.parse_formats(formats)
     baseline = baseline or next(iter(specs))
     prev_threads = torch.get_num_threads()
@@ -218,7 +204,8 @@ def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, re
             "machine": machine(), "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
             "threads": threads, "imgsz": imgsz, "latency_batch": 1, "memory_batch": batch if memory else None,
             "memory_method": mem_method, "repeats": repeats, "warmup": warmup, "baseline": baseline,
-            "scale": scale, "nc": nc, "seed": seed, "onnx_runtime": _ort_version() if onnx else None,
+            "scale": scale, "family": family, "task": task, "nc": nc, "seed": seed,
+            "onnx_runtime": _ort_version() if onnx else None,
             "formats": formats, "export_parity": export.describe_parity() if formats else None,
             "wall_s": round(time.perf_counter() - t0, 1)}
     return BenchResult(rows, meta, errors)
