@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import registry
 from .bench import report
-from .bench.runner import bench, resolve_models
+from .bench.runner import bench
 from .runs import (CompareError, check_layout, check_run, data_digest, epoch_seconds, epochs_done,
                    one_row_per_epoch, requested, run_dir, run_state, write_record)
+from .variants import Variant, resolve
 
 LOG = logging.getLogger("yolo_improve")
 PRIMARY = {"classify": "top1"}  # the metric of the verdict per task; every other task: box mAP50-95
@@ -43,7 +43,8 @@ class CompareResult:
     runs: dict = field(default_factory=dict)  # "model/seed<k>" -> "trained" | "resumed" | "skipped"
 
     def markdown(self) -> str:
-        return report.markdown(self.rows, report.compare_columns(self.meta.get("task", "detect")))
+        m = self.meta
+        return report.markdown(self.rows, report.compare_columns(m.get("task", "detect"), self.rows, m.get("level")))
 
     def describe(self) -> str:
         m = self.meta
@@ -73,61 +74,47 @@ def seed_list(seeds, seed: int = 0) -> list[int]:
     return out
 
 
-def backbone_file(model: str, backbone: str | Path | None) -> Path | None:
-    """The ImageNet weights file for ``model``'s backbone: ``backbone`` is a file or a folder of files named after
-    the published variant they hold (``repvit_m0_9.pth``, ``unireplknet_a_in1k_224.pth``; one per variant). None when
-    the model has no backbone row or no file matches it."""
-    variant = registry.backbone_variant(model)
-    if not backbone or variant is None:
-        return None
-    folder = Path(backbone)
-    files = [folder] if folder.is_file() else sorted(folder.iterdir()) if folder.is_dir() else None
-    if files is None:
-        raise FileNotFoundError(f"backbone={backbone}: no such file or folder")
-    hits = [f for f in files if f.name.startswith(variant) and f.name[len(variant):][:1] in ("", ".", "_", "-")]
-    if len(hits) > 1:
-        raise CompareError(f"backbone={backbone}: {len(hits)} files fit {variant} ({', '.join(f.name for f in hits)})")
-    return hits[0] if hits else None
-
-
 @dataclass
 class Job:
     """One run of the grid, the unit an engine executes: variant ``name`` at ``seed``, trained into ``run``."""
 
     name: str
-    spec: str
+    variant: Variant
     seed: int
     run: Path
     settings: dict
     train_args: dict
     config: dict  # what the run is asked to train with (runs.requested); compared with its record
     data: dict  # the dataset's digest
-    asked: dict  # what the run starts from (pretrained / backbone), compared with its record
+    asked: dict  # what the run starts from (variant.start_key()), compared with its record
     estimate: int = 0  # runs to train, this one included (local engine): > 0 logs an estimate after epoch 1
 
 
-def _build(job: Job):
-    """The YOLO object a new run trains, with its start loaded (``transfer.start``); returns it and the start line."""
+def _head(data_yaml: str) -> dict:
+    """The head size the dataset asks for: class count and names (a classification folder: its class folders), and
+    pose's keypoint shape."""
     import yaml
-    from ultralytics import YOLO
 
-    from .transfer import start
+    p = Path(data_yaml)
+    if p.is_dir():
+        names = sorted(d.name for d in (p / "train").iterdir() if d.is_dir())
+        return {"nc": len(names), "names": dict(enumerate(names)), "kpt_shape": None}
+    cfg = yaml.safe_load(p.read_text()) or {}
+    names = cfg.get("names") or {}
+    names = dict(names) if isinstance(names, dict) else dict(enumerate(names))
+    return {"nc": len(names), "names": names, "kpt_shape": cfg.get("kpt_shape")}
 
-    yolo = YOLO(job.spec)
-    nc = len(yaml.safe_load(Path(job.settings["data"]).read_text())["names"])
-    if job.asked["pretrained"] or job.asked["backbone"]:
-        if yolo.model.yaml.get("nc") != nc:  # load into the head the trainer will keep
-            from ultralytics.nn.tasks import DetectionModel
 
-            yolo.model = DetectionModel(yolo.model.yaml, nc=nc, verbose=False)
+def _build(job: Job):
+    """The YOLO object a new run trains, its start line and what to keep about it (``Variant.build``)."""
+    head = _head(job.settings["data"])
     try:
-        began = start(yolo, job.asked["pretrained"], job.asked["backbone"])
-    except (CompareError, FileNotFoundError):
+        return job.variant.build(head["nc"], head["names"], kpt_shape=head["kpt_shape"], seed=job.seed)
+    except (CompareError, FileNotFoundError, ValueError):
         raise
     except Exception as e:  # a file that is no checkpoint: one line naming it, not a traceback from deep inside
-        what = job.asked["pretrained"] or job.asked["backbone"]
-        raise CompareError(f"cannot start {job.name} from {what}: {type(e).__name__}: {e}") from None
-    return yolo, began
+        what = job.variant.weights or job.variant.backbone or job.variant.source
+        raise CompareError(f"cannot build {job.name} from {what}: {type(e).__name__}: {e}") from None
 
 
 def _estimate(job: Job):
@@ -162,8 +149,8 @@ def train_run(job: Job) -> tuple[str, str]:
         YOLO(job.run / "weights" / "last.pt").train(resume=True)
         one_row_per_epoch(job.run)
         return "resumed", began
-    yolo, began = _build(job)
-    write_record(job.run, job.config, job.data, {**job.asked, "start": began})
+    yolo, began, extras = _build(job)
+    write_record(job.run, job.config, job.data, {**job.asked, "start": began, **extras})
     if job.estimate:
         yolo.add_callback("on_fit_epoch_end", _estimate(job))
     yolo.train(**job.settings, **job.train_args, project=str(job.run.parent), name=job.run.name, exist_ok=True,
@@ -188,10 +175,10 @@ def run_job(job: Job) -> tuple:
     return state, validate(job), began
 
 
-def _model_scale(scale, train_args: dict) -> str:
-    """``scale`` is the model scale (n/s/m/l/x); a number is Ultralytics' ``scale`` augmentation (the name Ultralytics
-    users know it by), passed on to training, and the model scale stays n."""
-    if isinstance(scale, str) and not scale.replace(".", "", 1).isdigit():
+def _model_scale(scale, train_args: dict) -> str | None:
+    """``scale`` is the model scale (n/s/m/l/x; None: the checkpoint's, or n); a number is Ultralytics' ``scale``
+    augmentation (the name Ultralytics users know it by), passed on to training, and the model scale stays n."""
+    if scale is None or (isinstance(scale, str) and not scale.replace(".", "", 1).isdigit()):
         return scale
     try:
         train_args["scale"] = float(scale)
@@ -227,19 +214,24 @@ def locked(out: Path):
         lock.release()
 
 
-def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-improve/compare", scale: str = "n",
-            seeds=1, seed: int = 0, epochs: int = 100, imgsz: int = 640, batch: int = 16, repeats: int = 20,
+def compare(data: str | Path, models=None, *, variants=None, model: str | Path | None = None,
+            family: str | None = None, task: str | None = None, scale: str | None = None,
+            out: str | Path = "runs/yolo-improve/compare", seeds=1, seed: int = 0, epochs: int = 100, imgsz: int = 640, batch: int = 16, repeats: int = 20,
             warmup: int = 3, threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
             address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float | None = None,
             pretrained: str | Path | None = None, backbone: str | Path | None = None, n_boot: int = 1000,
             explain: bool = False, **train_args) -> CompareResult:
-    """Train ``models`` (default: stock YOLO11 and every shipped config at ``scale``) on ``data`` with identical
-    settings, once per seed; validate each run, measure the deploy form of each variant's best.pt (``bench``) and
+    """Train ``models`` (default: the stock model and every system of ``family`` x ``task`` at ``scale``: YOLO11
+    detect n unless told) on ``data`` with identical settings, once per seed; validate each run, measure the deploy form of each variant's best.pt (``bench``) and
     write the table (mean, spread, delta to the first model with its 95% interval and verdict) and figures to ``out``.
 
     ``data``: ``sample`` (the bundled sample), a data.yaml, or a dataset folder (``datasets.resolve_data``). Training
     defaults are Ultralytics' (100 epochs, imgsz 640, batch 16); extra keyword arguments go to every ``YOLO.train``
     call (e.g. ``lr0``, ``optimizer``), ``plots`` defaults to False. The first model is the baseline.
+    ``model=best.pt``: start from the model you have (``variants.resolve``): the baseline is that checkpoint
+    fine-tuned with the same recipe and seeds, and every variant (``variants=orepa@down,akconv@blocks,repvit``, a
+    YAML, a registered backbone) starts from it (a swap, or a config of its own family, scale and task with its neck
+    and head transferred); ``variants`` is another name for ``models``.
     ``seeds``: how many seeds (``seeds=3`` trains seeds ``seed..seed+2``) or a list of them; each run trains in
     ``out/<model>/seed<k>/``. ``scale`` is the model scale; a number there is Ultralytics' ``scale`` augmentation.
 
@@ -265,38 +257,37 @@ def compare(data: str | Path, models=None, *, out: str | Path = "runs/yolo-impro
         raise ValueError("num_gpus= and num_cpus= are now gpus_per_run= and cpus_per_run= (each run is one Ray task)")
     if n_boot < 1000:
         raise ValueError(f"n_boot={n_boot}: at least 1000 bootstrap replicates, or the interval's own noise shows")
+    if variants is not None and models is not None:
+        raise ValueError("models= and variants= name the same thing: give one")
     scale = _model_scale(scale, train_args)
-    specs = resolve_models(models, scale)
+    specs = resolve(variants if variants is not None else models, model=model, family=family, task=task,
+                    scale=scale, backbone=backbone, pretrained=pretrained)
     seeds = seed_list(seeds, seed)
     data_yaml = str(Path(sample_data() if str(data) == "sample" else resolve_data(data)).resolve())
     out = Path(out).resolve()
     with locked(out):
         return _compare(data_yaml, specs, seeds, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, repeats=repeats,
                         warmup=warmup, threads=threads, device=device, workers=workers, engine=engine,
-                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                        pretrained=pretrained, backbone=backbone, n_boot=n_boot, explain=explain, **train_args)
+                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, n_boot=n_boot,
+                        explain=explain, **train_args)
 
 
-def _jobs(data_yaml, specs, seeds, out, *, epochs, imgsz, batch, workers, device, pretrained, backbone,
+def _jobs(data_yaml, specs: dict[str, Variant], seeds, out, *, epochs, imgsz, batch, workers, device,
           **train_args) -> list[Job]:
     """Every (variant, seed) run of the grid, checked against its folder before anything trains."""
     train_args = {"workers": workers, "plots": False, **train_args}
     if device is not None:
         train_args["device"] = device
-    pretrained = None if isinstance(pretrained, bool) or not pretrained else Path(pretrained).resolve()
-    if pretrained and not pretrained.is_file():
-        raise FileNotFoundError(f"pretrained={pretrained}: no such checkpoint file")
     digest = data_digest(data_yaml)
     jobs = []
-    for name, spec in specs.items():
+    for name, variant in specs.items():
         check_layout(out, name)
-        weights = backbone_file(spec, backbone)
-        if backbone and weights is None and registry.backbone_variant(spec):
-            LOG.warning(f"{name}: no file for {registry.backbone_variant(spec)} in {backbone}")
-        asked = {"pretrained": pretrained and str(pretrained), "backbone": weights and str(weights)}
+        asked = {"kind": variant.kind, "source": str(variant.source), "pretrained": variant.weights,
+                 "backbone": variant.backbone, "conv": variant.conv,
+                 "where": list(variant.where) if isinstance(variant.where, tuple) else variant.where}
         for s in seeds:
             settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": s}
-            job = Job(name, spec, s, run_dir(out, name, s), settings, train_args, requested(settings, train_args),
+            job = Job(name, variant, s, run_dir(out, name, s), settings, train_args, requested(settings, train_args),
                       digest, asked)
             if run_state(job.run, epochs) != "new":
                 check_run(job.run, job.config, job.data, job.asked)
@@ -326,9 +317,9 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
             doing = {"new": "training", "partial": "resuming the interrupted run", "done": "finished run found"}
             LOG.info(f"[{i}/{len(jobs)}] {key}: {doing[run_state(job.run, epochs)]} in {job.run}")
             done[key] = run_job(job)
-            got = done[key][1]
+            got, k = done[key][1], PRIMARY.get(done[key][1].get("task"), "map50_95")
             LOG.info(f"[{i}/{len(jobs)}] {key}: {done[key][0]} in {time.perf_counter() - t:.0f} s, "
-                     f"{PRIMARY.get(got.get('task'), 'map50_95')} {got.get(PRIMARY.get(got.get('task'), 'map50_95'), float('nan')):.3f}")
+                     f"{k} {got.get(k, float('nan')):.3f}")
     runs = {k: v[0] for k, v in done.items()}
     by_model = {n: [j.run for j in jobs if j.name == n] for n in specs}
     baseline = next(iter(specs))
@@ -354,18 +345,14 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
             "task": task, "n_boot": n_boot, "level": 0.95, "image_only_interval": len(seeds) == 1,
             "val_images": val0.get("images"), "val_instances": val0.get("instances"),
             "data_label": _data_label(jobs[0].data), "wall_s": round(time.perf_counter() - t0, 1)}
-    title = f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}, {len(seeds)} seed(s)"
-    columns = report.compare_columns(task)
-    paths = report.write_tables(rows, meta, out, "table", columns, title=title)
-    paths["tex"] = out / "table.tex"
-    paths["tex"].write_text(report.latex(rows, meta, columns))
-    paths["png"] = report.plot(rows, meta, out / "plot.png", "yolo-improve compare")
-    paths["curves"] = report.curves(by_model, meta, out / "curves.png")
     if explain:
         from .explain import for_compare
 
         LOG.info("explain: heat maps and effective receptive fields of every variant's best.pt")
-        paths["explain"] = for_compare(out, {n: Path(p) for n, p in first.items()}, data_yaml, imgsz)
+        meta["explain"] = {k: str(v) for k, v in for_compare(out, {n: Path(p) for n, p in first.items()}, data_yaml,
+                                                              imgsz).items()}
+    title = f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}, {len(seeds)} seed(s)"
+    paths = report.write_compare(rows, meta, out, by_model, title=title)
     return CompareResult(rows, meta, paths, runs)
 
 

@@ -244,9 +244,9 @@ def check_run(run: Path, config: dict, data: dict, start: dict) -> dict:
     diff += [f"{k}={old[k]!r} there, not set now" for k in old if k not in config]
     diff += [f"the dataset changed: {c}" for c in data_changes(rec.get("data", {}), data)]
     was = rec.get("start", {})
-    if {k: was.get(k) for k in start} != start:
-        diff.append(f"started from {was.get('start', 'scratch')} there, {start.get('pretrained') or 'scratch'} "
-                    f"asked now")
+    other = [f"{k} {was.get(k)!r} there, {v!r} now" for k, v in start.items() if was.get(k) != v]
+    if other:
+        diff.append(f"started from {was.get('start', 'scratch')} ({', '.join(other)})")
     if diff:
         raise CompareError(f"run folder {run} was trained with other settings ({'; '.join(sorted(diff))}). Use "
                            f"another out= folder or delete {run} to retrain it.")
