@@ -7,14 +7,13 @@ import hashlib
 
 import pytest
 import torch
+from conftest import randomize_bn, yolo11n_checkpoint
 from torch import nn
 from ultralytics import YOLO
 
 import yolo_improve
 from yolo_improve import cli, registry
 from yolo_improve.data import SAMPLE, sample_data
-
-from conftest import randomize_bn, yolo11n_checkpoint
 
 
 @pytest.fixture

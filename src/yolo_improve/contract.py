@@ -3,6 +3,9 @@
 Modelled on timm's ``tests/test_models.py`` (one test parametrised over every model): registering a module is what
 gives it its tests. Each check runs the module where Ultralytics will run it, inside a model YAML:
 
+- ``output channels``: the module alone, given the channels the stock parser gives its row at each scale, returns
+  the channels the row declares (c2; a ``same`` module its input's), so that a wrong count is blamed on its own row
+  and not on the next stock row, where it would first fail;
 - ``build <scale>``: a small detection YAML with one row naming the module builds at every scale (params, GFLOPs);
 - ``flops``: thop counts the model and the module without error (Ultralytics reports 0 GFLOPs when thop fails);
 - ``forward+backward``: a training step reaches every parameter with a finite gradient (an unused parameter also
@@ -194,7 +197,7 @@ def _own_channels(entry, args, scale) -> str:
              "same": lambda: entry.build(c1, *args)}[entry.kind]().eval()
         with torch.no_grad():
             y = m(_input(c1, entry.kind)[:1])
-    except Exception:
+    except Exception:  # any failure to build or run is the build check's to report, with its own detail
         return ""
     got = y.shape[1] if isinstance(y, torch.Tensor) and y.dim() == 4 else None
     if got == c2:

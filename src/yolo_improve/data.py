@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "sample"
-CACHES = (".cache",)  # what Ultralytics writes next to the labels (labels.cache); it checks those itself
+CACHES = (".cache", ".npy")  # what Ultralytics writes there itself: labels.cache (it checks it), cache=disk images
 
 
 def _digests(root: Path) -> dict[Path, str]:
@@ -37,7 +37,7 @@ def mirror(src: Path, dest: Path) -> list[str]:
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # no login name (a container without passwd entry)
+    except (KeyError, OSError):  # no login name (a container user without a passwd entry)
         return "user"
 
 
@@ -66,7 +66,8 @@ def sample_person_view(dest: str | Path | None = None) -> Path:
     demo labels it held-in. Built next to the sample copy, never in the package folder."""
     src = sample_data(dest).parent
     view = src.parent / f"{src.name}-person"
-    (view / "labels").mkdir(parents=True, exist_ok=True)
+    view.mkdir(mode=0o700, exist_ok=True)
+    (view / "labels").mkdir(exist_ok=True)
     for label in sorted((src / "train" / "labels").glob("*.txt")):
         rows = [r for r in label.read_text().splitlines() if r.split()[:1] == ["0"]]
         (view / "labels" / label.name).write_text("".join(f"{r}\n" for r in rows))
