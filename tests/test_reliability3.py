@@ -161,6 +161,9 @@ def test_item6_default_sample_folder_is_per_user_and_private(monkeypatch, tmp_pa
     data = sample_data()
     assert data.parent.name == f"yolo-improve-sample-{getpass.getuser()}"
     assert data.parent.stat().st_mode & 0o077 == 0
+    data.parent.chmod(0o777)  # as if another user had made it first, writable by anyone: not used
+    other = sample_data().parent
+    assert other != data.parent and other.parent == tmp_path and other.stat().st_mode & 0o077 == 0
 
 
 # ----------------------------------------------------------------------------------------------------- item 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -41,14 +42,26 @@ def _user() -> str:
         return "user"
 
 
+def _private(folder: Path) -> Path:
+    """``folder`` if it is absent or ours and private; else (another user made it first, or anyone may write to it)
+    a fresh private folder, since its files could change between our check and Ultralytics reading them."""
+    if not folder.exists() or not hasattr(os, "getuid"):
+        return folder
+    st = folder.stat()
+    if folder.is_dir() and not folder.is_symlink() and st.st_uid == os.getuid() and not st.st_mode & 0o022:
+        return folder
+    return Path(tempfile.mkdtemp(prefix=f"{folder.name}-"))
+
+
 def sample_data(dest: str | Path | None = None) -> Path:
     """Copy the bundled sample to a writable folder (Ultralytics writes label caches next to the labels) and
     return its ``data.yaml``.
 
     The default folder is per user (``<tmp>/yolo-improve-sample-<user>``, created private): the temp folder is
-    shared by every user of the machine. An existing copy is reused only once its files match the bundled ones by
+    shared by every user of the machine (one of that name that is not ours and private is not used: a fresh private
+    folder is). An existing copy is reused only once its files match the bundled ones by
     content digest; what differs is restored and named in a warning."""
-    dest = Path(dest) if dest is not None else Path(tempfile.gettempdir()) / f"yolo-improve-sample-{_user()}"
+    dest = Path(dest) if dest is not None else _private(Path(tempfile.gettempdir()) / f"yolo-improve-sample-{_user()}")
     changed = mirror(SAMPLE, dest)
     if changed:
         from ultralytics.utils import LOGGER
