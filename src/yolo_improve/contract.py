@@ -3,6 +3,9 @@
 Modelled on timm's ``tests/test_models.py`` (one test parametrised over every model): registering a module is what
 gives it its tests. Each check runs the module where Ultralytics will run it, inside a model YAML:
 
+- ``output channels``: the module alone, given the channels the stock parser gives its row at each scale, returns
+  the channels the row declares (c2; a ``same`` module its input's), so that a wrong count is blamed on its own row
+  and not on the next stock row, where it would first fail;
 - ``build <scale>``: a small detection YAML with one row naming the module builds at every scale (params, GFLOPs);
 - ``flops``: thop counts the model and the module without error (Ultralytics reports 0 GFLOPs when thop fails);
 - ``forward+backward``: a training step reaches every parameter with a finite gradient (an unused parameter also
@@ -129,10 +132,20 @@ def check(module: str | type, kind: str | None = None, args=(), scales: str = "n
             ok, detail = False, f"{type(e).__name__}: {e} ({Path(tb.filename).name}:{tb.lineno})"
         report.lines.append(Line(name, ok, detail))
 
-    models = {}
+    models, wrong = {}, {}
+    for s in scales if entry.kind != "backbone" else ():  # a backbone's channels are checked where it is built
+        wrong[s] = _own_channels(entry, args, s)
+    if wrong:
+        bad = {s: why for s, why in wrong.items() if why}
+        first = next(iter(bad), None)
+        report.lines.append(Line("output channels", not bad, f"row {UNDER_TEST} {bad[first]} (scale {first}); wrong at "
+                                 f"scales {', '.join(bad)}" if bad else
+                                 f"row {UNDER_TEST} returns the channels it declares at every scale"))
 
     def build(scale):
         def fn():
+            if wrong.get(scale):  # the next stock row would fail on it: blame the row under test, not that one
+                return False, f"row {UNDER_TEST} ({entry.name}) {wrong[scale]}"
             models[scale] = m = _build(entry.name, entry.kind, args, scale)
             from ultralytics.utils.torch_utils import get_flops
 
@@ -168,6 +181,29 @@ def check(module: str | type, kind: str | None = None, args=(), scales: str = "n
         run(f"autocast {str(dtype)[6:]}", lambda dtype=dtype: _autocast(under, x, dtype))
     run("half", lambda: _half(under, c1, entry.kind))
     return report
+
+
+def _own_channels(entry, args, scale) -> str:
+    """Why the module under test, built alone with the channels the stock parser gives its row at ``scale``, does not
+    return the channels that row declares ("" when it does, or when it fails to build: the build check reports
+    that). Without this, a wrong count surfaces only at the next stock row, which the build then blames."""
+    from ultralytics.utils.ops import make_divisible
+
+    depth, width, max_channels = SCALES[scale]
+    c1 = c2 = make_divisible(min(128, max_channels) * width, 8)  # layer 1 gives 128, the row under test declares 128
+    n = max(round(2 * depth), 1)  # the row's 2 repeats, depth-scaled
+    try:
+        m = {"conv": lambda: entry.build(c1, c2, *args), "block": lambda: entry.build(c1, c2, n, *args),
+             "same": lambda: entry.build(c1, *args)}[entry.kind]().eval()
+        with torch.no_grad():
+            y = m(_input(c1, entry.kind)[:1])
+    except Exception:  # any failure to build or run is the build check's to report, with its own detail
+        return ""
+    got = y.shape[1] if isinstance(y, torch.Tensor) and y.dim() == 4 else None
+    if got == c2:
+        return ""
+    declared = f"its input's {c1} (kind=same)" if entry.kind == "same" else f"c2 = {c2} (128 at width {width:g})"
+    return f"returns {got} output channels where its row declares {declared}"
 
 
 def _entry(module, kind) -> registry.Module:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -140,7 +141,8 @@ def register(cls: type | str | None = None, *, name: str | None = None, kind: st
     ``min_args`` and ``max_args`` describe the row's args for errors and ``yolo-improve models``; ``build`` replaces
     the constructor (backbones: ``build(c1, *args, width=...)``); ``flops`` is a thop rule for modules whose cost thop
     cannot see (default: the class's ``thop_count``); ``example`` are row args (after c2) that ``yolo-improve check``
-    and the test suite build it with. Registering a name twice with another class is an error.
+    and the test suite build it with. Registering a name twice with another class is an error, and so is a name that
+    Ultralytics or ``torch.nn`` already defines (``Conv``, ``C3k2``, ``Detect``, ``Identity``: see ``stock_owner``).
     Returns the class, so that the decorated class is unchanged.
     """
     if kind not in KINDS:
@@ -155,6 +157,11 @@ def register(cls: type | str | None = None, *, name: str | None = None, kind: st
     entry = Module(name, kind, cls, build, args or shown, lo if min_args is None else min_args,
                    hi if max_args is None else max_args, doc if summary is None else summary, flops, tuple(example),
                    family)
+    owner = stock_owner(name)
+    if owner is not None:
+        raise ValueError(f"module name '{name}' is a stock module ({owner}.{name}): registering it would change "
+                         "every stock row that names it (a baseline would no longer be stock); pass name=... to "
+                         f"register {entry.path} under a name of its own")
     old = REGISTRY.get(name)
     if old is not None and old.path != entry.path:
         raise ValueError(f"module name '{name}' is already registered for {old.path}; pass name=... to register "
@@ -165,6 +172,23 @@ def register(cls: type | str | None = None, *, name: str | None = None, kind: st
                       stacklevel=2)
     REGISTRY[name] = entry
     return cls
+
+
+# Where stock module names live: the names Ultralytics' parser resolves (its tasks module), all of its modules, torch.nn
+_STOCK_NAMESPACES = ("ultralytics.nn.tasks", "ultralytics.nn.modules", "torch.nn")
+
+
+def stock_owner(name: str) -> str | None:
+    """The package (``ultralytics.nn.modules``, ``torch.nn``...) that already defines a module class ``name``, or None.
+
+    Read from the imported modules only (``sys.modules``): registering imports nothing, and every caller that
+    registers a class has imported yolo-improve, which imports Ultralytics' parser and so all of them."""
+    nn = sys.modules.get("torch.nn")
+    for namespace in _STOCK_NAMESPACES:
+        obj = getattr(sys.modules.get(namespace), name, None)
+        if isinstance(obj, type) and nn is not None and issubclass(obj, nn.Module):
+            return namespace
+    return None
 
 
 def register_family(family: str, variants: str, builder: str, cls: str, summary: str, options: tuple = ()) -> None:

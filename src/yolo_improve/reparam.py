@@ -81,7 +81,8 @@ def to_stock(model: nn.Module) -> list[str]:
 def save_deploy(weights, out=None):
     """Write the deploy form of an Ultralytics checkpoint (``best.pt`` -> ``best-deploy.pt``) and return its path.
 
-    The deploy checkpoint loads, validates, predicts and exports like any other. It is marked in its model YAML so
+    The deploy checkpoint loads, validates, predicts and exports like any other, and as its training checkpoint
+    does: a YOLO26 file keeps both heads, so ``nms=False`` is NMS-free (output ``(1, max_det, 6)``) for both. It is marked in its model YAML so
     that training from it fails with a clear message: its folded layers no longer match the training-form layers
     the trainer rebuilds, and they would silently be left at initialisation. When every module folds into stock
     layers (OREPA does, a swapped OREPA model does) the file holds stock Ultralytics classes only and loads where
@@ -92,14 +93,24 @@ def save_deploy(weights, out=None):
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
+    from .swap import check_save_path
+
     weights = Path(weights)
     if not weights.is_file():  # before YOLO(), which would try to download a missing official name
         raise FileNotFoundError(f"checkpoint {weights} does not exist")
     out = Path(out) if out else weights.with_name(f"{weights.stem}-deploy{weights.suffix}")
-    if out.resolve() == weights.resolve():
-        raise ValueError(f"refusing to overwrite the training checkpoint {weights}; choose another output path")
+    check_save_path(out, weights)
     model = YOLO(weights)
-    reparameterize(model.model)
+    head = model.model.model[-1]
+    if getattr(head, "one2one_cv2", None) is not None:
+        # A YOLO26 (end-to-end) head keeps both branches, folded: Ultralytics picks one when the file is used
+        # (``nms=False``: the NMS-free one-to-one branch; default: one-to-many with NMS) and its fuse() then drops
+        # the other, exactly as for best.pt. Dropping one here would fix that choice into the file.
+        head.fuse = lambda: None  # an instance attribute for this one step, removed below
+    try:
+        reparameterize(model.model)
+    finally:
+        vars(head).pop("fuse", None)
     ours = to_stock(model.model)
     model.model.yaml = {**model.model.yaml, "deploy": True}
     model.save(out)

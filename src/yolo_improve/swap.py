@@ -241,6 +241,8 @@ def swap(model, conv: str = "OREPA", where="down", *, save=None, verbose: bool =
     checkpoint there (train it like any ``.pt``).
     """
     entry = _entry(conv)
+    if save:
+        check_save_path(save, model if isinstance(model, (str, Path)) else getattr(model, "ckpt_path", None))
     obj, inner = _target(model)
     if getattr(inner, "is_fused", lambda: False)() or (getattr(inner, "yaml", None) or {}).get("deploy"):
         raise ValueError("swap needs a training-form model; this one is fused or re-parameterized (a deploy file)")
@@ -275,9 +277,21 @@ def swap(model, conv: str = "OREPA", where="down", *, save=None, verbose: bool =
     return report
 
 
+def check_save_path(save, source) -> None:
+    """Refuse, before any work, an output path that is the input checkpoint (its trained weights, metrics and best
+    fitness would be overwritten by a new starting point) or an existing folder (torch would fail mid-write with
+    "Is a directory")."""
+    save = Path(save)
+    if save.is_dir():
+        raise ValueError(f"save={save} is a folder; give a file name, e.g. save={save / 'model.pt'}")
+    if source is not None and save.resolve() == Path(source).resolve():
+        raise ValueError(f"refusing to overwrite the input checkpoint {source}; choose another save= path")
+
+
 def save_swapped(model, path) -> Path:
     """Write a swapped model as an Ultralytics checkpoint (fp16, no EMA or optimizer: a starting point)."""
     path = Path(path)
+    check_save_path(path, None)
     path.parent.mkdir(parents=True, exist_ok=True)
     if callable(getattr(model, "save", None)) and isinstance(getattr(model, "model", None), nn.Module):
         ckpt = model.ckpt  # a new starting point: the source run's optimizer, epoch and EMA do not belong to it

@@ -41,6 +41,8 @@ def torch_safe_load(weight, *args, **kwargs):
                 f"{weight} needs {refused[1]}, which safe loading does not allow: only registered module classes are "
                 "allow-listed. If you trust it, import the module that registers it before loading (or install its "
                 "package with a 'yolo_improve.modules' entry point)") from e
+        if isinstance(e, TypeError) and str(weight) in str(e):  # Ultralytics' own message naming the file
+            raise CheckpointError(_first_line(e)) from e
         if isinstance(e, TypeError):
             raise
         raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
@@ -59,6 +61,12 @@ def torch_safe_load(weight, *args, **kwargs):
             if isinstance(ckpt.get(key), nn.Module):
                 teach_thop(ckpt[key])
     return ckpt, file
+
+
+def _first_line(e: BaseException) -> str:
+    """Ultralytics' message for a file it cannot read, as one line (it adds an emoji banner and a second line of
+    generic advice, to run an official model)."""
+    return str(e).replace("ERROR ❌️", "").replace("ERROR", "").strip().split("\n")[0]
 
 
 def _check_classes_exist(path: Path) -> None:
