@@ -20,6 +20,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -180,7 +181,7 @@ def fill(page: Path, name: str, command: list[str], raw: bool = False) -> str:
     out = p.stdout.strip("\n")
     body = out if raw else f"```text\n{out}\n```"
     shown = ["python" if i == 0 and Path(c).name.startswith("python") else c for i, c in enumerate(command)]
-    text = f"{provenance(' '.join(shown), at_start, time.perf_counter() - t0)}\n\n{body}"
+    text = f"{provenance(shlex.join(shown), at_start, time.perf_counter() - t0)}\n\n{body}"
     write_block(page, name, text)
     return text
 
