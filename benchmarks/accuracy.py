@@ -23,30 +23,22 @@ per epoch; the learning curves in ``learning_curves.py`` show every model stays 
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-sys.path.insert(0, str(Path(__file__).parent))
+from common import offline, parser
+
+offline()
 
 RECIPE = dict(seed=0, workers=0, device="cpu", repeats=20, threads=1)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--base-epochs", type=int, default=0)
+    ap = parser(__doc__, epochs=30, base_epochs=0, imgsz=160, batch=4, seed=0, out=Path("runs/accuracy"))
     ap.add_argument("--split", choices=("heldout", "heldin"), default="heldout")
-    ap.add_argument("--imgsz", type=int, default=160)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--models", default=None)
-    ap.add_argument("--backbone", default=None)
+    ap.add_argument("--models", default=None, help="comma-separated, as compare's models= (default: all shipped)")
+    ap.add_argument("--backbone", default=None, help="folder of ImageNet weights named after the variants")
     ap.add_argument("--recipe", choices=("ultralytics", "shift"), default="ultralytics")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="runs/accuracy")
     a = ap.parse_args()
 
     import logging
@@ -60,8 +52,12 @@ def main() -> None:
     logging.getLogger("yolo_improve").addHandler(logging.StreamHandler(sys.stdout))
     logging.getLogger("yolo_improve").setLevel(logging.INFO)
     out = Path(a.out).resolve()
-    data = subset(out / "data" / f"coco128-person-{a.split}", classes=(0,), only_with=True,
-                  val=16 if a.split == "heldout" else None)
+    data = subset(
+        out / "data" / f"coco128-person-{a.split}",
+        classes=(0,),
+        only_with=True,
+        val=16 if a.split == "heldout" else None,
+    )
     recipe = {**RECIPE, "nbs": a.batch, "seed": a.seed}
     if a.recipe == "shift":
         from learning_curves import COMMON, RECIPES
@@ -72,15 +68,34 @@ def main() -> None:
     if a.base_epochs:
         base = out / f"base-yolo11n-{a.split}-{a.base_epochs}ep"
         if not (base / "weights" / "last.pt").is_file():
-            YOLO("yolo11n.yaml").train(data=str(data), epochs=a.base_epochs, imgsz=a.imgsz, batch=a.batch,
-                                       project=str(base.parent), name=base.name, exist_ok=True, plots=False,
-                                       deterministic=True, verbose=False, **train)
+            YOLO("yolo11n.yaml").train(
+                data=str(data),
+                epochs=a.base_epochs,
+                imgsz=a.imgsz,
+                batch=a.batch,
+                project=str(base.parent),
+                name=base.name,
+                exist_ok=True,
+                plots=False,
+                deterministic=True,
+                verbose=False,
+                **train,
+            )
         pretrained = base / "weights" / "last.pt"
     run = out / f"{a.split}-{a.epochs}ep-{'warm' if pretrained else 'scratch'}"
     if a.recipe != "ultralytics" or a.seed:
         run = run.with_name(f"{run.name}-{a.recipe}-seed{a.seed}")
-    result = compare(data, a.models, out=run, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, pretrained=pretrained,
-                     backbone=a.backbone, **recipe)
+    result = compare(
+        data,
+        a.models,
+        out=run,
+        epochs=a.epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        pretrained=pretrained,
+        backbone=a.backbone,
+        **recipe,
+    )
     print(f"\n{result.markdown()}\n\n{result.describe()}\ndata: {data} ({a.split}); table: {result.paths['md']}")
 
 

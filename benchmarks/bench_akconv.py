@@ -12,13 +12,13 @@ weight them bilinearly, lay the N samples out as an (N*Ho, Wo) map and run an (N
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import statistics
 import time
 
 import torch
+from common import parser
 from torch import nn
 from ultralytics.nn.modules.conv import Conv
 
@@ -57,7 +57,6 @@ class GatherAKConv(nn.Module):
         return ak.act(ak.bn(self.conv(stacked)))
 
 
-
 def time_fwd_bwd(model, x, repeats, warmup):
     times = []
     for i in range(warmup + repeats):
@@ -72,17 +71,12 @@ def time_fwd_bwd(model, x, repeats, warmup):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=4)
+    ap = parser(__doc__, threads=1, repeats=10, warmup=2, batch=4, json=None)
     ap.add_argument("--c1", type=int, default=64)
     ap.add_argument("--c2", type=int, default=128)
     ap.add_argument("--size", type=int, default=80)
     ap.add_argument("--stride", type=int, default=2)
     ap.add_argument("--nums", type=int, nargs="+", default=[3, 5, 9])
-    ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

@@ -12,13 +12,13 @@ warm-up excluded; the variants are interleaved in every repeat so that load from
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from common import parser
 from torch import nn
 from ultralytics.nn.modules.conv import Conv
 from ultralytics.utils.torch_utils import fuse_conv_and_bn
@@ -40,14 +40,14 @@ class OfflineBranches(nn.Module):
         k, s, p, g, c1, c2 = o.kernel_size, o.stride, o.padding, o.groups, o.in_channels, o.out_channels
         out = next(bn)(F.conv2d(x, o.weight_origin, None, s, p, 1, g))
         out = out + next(bn)(F.avg_pool2d(F.conv2d(x, o.weight_avg, None, 1, 0, 1, g), k, s, p))
-        out = out + next(bn)(F.conv2d(F.conv2d(x, o.weight_prior, None, 1, 0, 1, g), o.prior.unsqueeze(1),
-                                      None, s, p, 1, c2))
+        out = out + next(bn)(
+            F.conv2d(F.conv2d(x, o.weight_prior, None, 1, 0, 1, g), o.prior.unsqueeze(1), None, s, p, 1, c2)
+        )
         mid = F.conv2d(x, o.weight_1x1_kxk_idconv1 + o.id_1x1, None, 1, 0, 1, g)
         out = out + next(bn)(F.conv2d(mid, o.weight_1x1_kxk_conv2, None, s, p, 1, g))
         out = out + next(bn)(F.conv2d(x, o.weight_1x1, None, s, 0, 1, g))
         out = out + next(bn)(F.conv2d(F.conv2d(x, o.weight_dw, None, s, p, 1, c1), o.weight_pw, None, 1, 0, 1, g))
         return F.silu(out)
-
 
 
 def step(module: nn.Module, x: torch.Tensor) -> float:
@@ -64,17 +64,12 @@ def infer(module: nn.Module, x: torch.Tensor) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, batch=8, threads=1, warmup=3, repeats=15, json=None)
     ap.add_argument("--c1", type=int, default=64)
     ap.add_argument("--c2", type=int, default=128)
     ap.add_argument("--size", type=int, default=80)
-    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--s", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--json", help="also write the numbers here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -109,8 +104,10 @@ def main():
                 inf[n].append(dt)
 
     base_t, base_m = statistics.median(times["Conv+BN+SiLU"]), mem["Conv+BN+SiLU"]
-    print(f"torch {torch.__version__}, CPU, threads={torch.get_num_threads()}, {a.warmup} warm-up + {a.repeats} "
-          f"timed repeats (median); layer {a.c1}->{a.c2}, k={a.k}, s={a.s}, input {a.batch}x{a.c1}x{a.size}x{a.size}")
+    print(
+        f"torch {torch.__version__}, CPU, threads={torch.get_num_threads()}, {a.warmup} warm-up + {a.repeats} "
+        f"timed repeats (median); layer {a.c1}->{a.c2}, k={a.k}, s={a.s}, input {a.batch}x{a.c1}x{a.size}x{a.size}"
+    )
     print("\n| training form | params | fwd+bwd ms | x Conv | saved for backward MiB | x Conv |")
     print("|---|---|---|---|---|---|")
     rows = {}

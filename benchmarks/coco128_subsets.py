@@ -23,8 +23,9 @@ def _classes(label: Path) -> set[int]:
     return {int(r.split()[0]) for r in label.read_text().splitlines() if r.strip()} if label.is_file() else set()
 
 
-def subset(out: str | Path, classes=(0,), val: int | None = None, only_with: bool = False,
-           root: str | Path = COCO128) -> Path:
+def subset(
+    out: str | Path, classes=(0,), val: int | None = None, only_with: bool = False, root: str | Path = COCO128
+) -> Path:
     """Write the subset folder ``out`` (idempotent) and return it; ``only_with`` drops the images that have none of
     ``classes`` (61 of 128 have a person)."""
     root, out = Path(root), Path(out)

@@ -15,14 +15,13 @@ learns, not generalisation. Prints a table and writes OUT/results.json. A benchm
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+from common import COCO128, box_map, fit_recipe, markdown, offline, parser
+
+offline()
 
 from ultralytics import YOLO  # noqa: E402
 
@@ -32,59 +31,64 @@ from yolo_improve.transfer import transfer  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="/work/shared/datasets/coco128/data.yaml")
-    ap.add_argument("--model", default="yolo11n-orepa.yaml", help="the improved model config")
-    ap.add_argument("--base-epochs", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--imgsz", type=int, default=160)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="runs/finetune_vs_scratch")
+    ap = parser(
+        __doc__,
+        data=COCO128,
+        model="yolo11n-orepa.yaml",
+        base_epochs=100,
+        epochs=20,
+        imgsz=160,
+        batch=16,
+        device="cpu",
+        out=Path("runs/finetune_vs_scratch"),
+    )
     a = ap.parse_args()
     if "orepa" in a.model and registry.get("OREPA") is None:
         a.model = "yolo11n-repvit.yaml"  # neck/head transfer only
         print("OREPA is not registered: using yolo11n-repvit.yaml (backbone at init, neck and head transferred)")
     out = Path(a.out).resolve()
-    # AdamW with an explicit lr (optimizer=auto picks the lr from the iteration count), no mosaic at this tiny size,
-    # validation only at the end: the same settings for every run
-    train = dict(data=a.data, imgsz=a.imgsz, batch=a.batch, device=a.device, workers=0, optimizer="AdamW", lr0=0.002,
-                 mosaic=0.0, cache=True, val=False, plots=False, seed=0, deterministic=True, exist_ok=True,
-                 project=str(out), verbose=False)
-
-    def evaluate(model: YOLO) -> dict:
-        m = model.val(data=a.data, imgsz=a.imgsz, batch=a.batch, device=a.device, workers=0, plots=False,
-                      verbose=False)
-        return {"mAP50": round(float(m.box.map50), 4), "mAP50-95": round(float(m.box.map), 4)}
+    train = fit_recipe(a, out)
 
     rows, t0 = [], time.time()
     base = out / "base" / "weights" / "last.pt"
     if not base.is_file():
         YOLO("yolo11n.yaml").train(name="base", epochs=a.base_epochs, **train)
-    rows.append(("YOLO11n (the base)", f"scratch, {a.base_epochs} ep", evaluate(YOLO(base))))
+    rows.append(("YOLO11n (the base)", f"scratch, {a.base_epochs} ep", box_map(YOLO(base), a)))
 
     warm = YOLO(a.model)
     report = transfer(warm, base, verbose=False)
     print(report)
-    rows.append((f"{a.model} converted", "before fine-tuning", evaluate(warm)))
+    rows.append((f"{a.model} converted", "before fine-tuning", box_map(warm, a)))
     warm = YOLO(a.model)
     transfer(warm, base, verbose=False)  # validation fused the evaluated copy: fine-tune an unfused one
     warm.train(name="finetune", epochs=a.epochs, **train)
-    rows.append((f"{a.model} fine-tuned", f"from base, {a.epochs} ep",
-                 evaluate(YOLO(out / "finetune" / "weights" / "last.pt"))))
+    rows.append(
+        (
+            f"{a.model} fine-tuned",
+            f"from base, {a.epochs} ep",
+            box_map(YOLO(out / "finetune" / "weights" / "last.pt"), a),
+        )
+    )
 
     YOLO(a.model).train(name="scratch", epochs=a.epochs, **train)
-    rows.append((f"{a.model} scratch", f"scratch, {a.epochs} ep",
-                 evaluate(YOLO(out / "scratch" / "weights" / "last.pt"))))
+    rows.append(
+        (f"{a.model} scratch", f"scratch, {a.epochs} ep", box_map(YOLO(out / "scratch" / "weights" / "last.pt"), a))
+    )
 
-    print(f"\n{'model':<34}{'start':<24}{'mAP50':>8}{'mAP50-95':>10}")
-    for name, start, m in rows:
-        print(f"{name:<34}{start:<24}{m['mAP50']:>8.4f}{m['mAP50-95']:>10.4f}")
-    result = dict(args=vars(a), transferred=report.loaded, total=report.total, wall_s=round(time.time() - t0),
-                  rows=[dict(model=n, start=s, **m) for n, s, m in rows])
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    print(f"\n{report.loaded}/{report.total} tensors transferred or converted; {out / 'results.json'}; "
-          f"{result['wall_s']} s")
+    table = [[name, start, m["mAP50"], m["mAP50-95"]] for name, start, m in rows]
+    print("\n" + markdown(["model", "start", "mAP50", "mAP50-95"], table))
+    result = dict(
+        args=vars(a),
+        transferred=report.loaded,
+        total=report.total,
+        wall_s=round(time.time() - t0),
+        rows=[dict(model=n, start=s, **m) for n, s, m in rows],
+    )
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    print(
+        f"\n{report.loaded}/{report.total} tensors transferred or converted; {out / 'results.json'}; "
+        f"{result['wall_s']} s"
+    )
 
 
 if __name__ == "__main__":

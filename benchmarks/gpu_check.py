@@ -70,9 +70,12 @@ def _batch(imgsz: int, n: int, nc: int, dev: torch.device) -> dict:
     imgs = imgs.repeat((n + len(imgs) - 1) // len(imgs), 1, 1, 1)[:n]
     k = 3
     xy, wh = torch.rand(n * k, 2, generator=g) * 0.6 + 0.2, torch.rand(n * k, 2, generator=g) * 0.3 + 0.05
-    return {"img": imgs.to(dev), "batch_idx": torch.arange(n).repeat_interleave(k).float().to(dev),
-            "cls": torch.randint(0, nc, (n * k, 1), generator=g).float().to(dev),
-            "bboxes": torch.cat([xy, wh], 1).to(dev)}
+    return {
+        "img": imgs.to(dev),
+        "batch_idx": torch.arange(n).repeat_interleave(k).float().to(dev),
+        "cls": torch.randint(0, nc, (n * k, 1), generator=g).float().to(dev),
+        "bboxes": torch.cat([xy, wh], 1).to(dev),
+    }
 
 
 def amp(models: dict, a, dev: torch.device) -> dict:
@@ -109,12 +112,19 @@ def amp(models: dict, a, dev: torch.device) -> dict:
                 skipped += 1
             _sync(dev)
             # Ultralytics >= 8.4 returns the items as {name: tensor}, 8.3 as one tensor
-            items = {k: float(v) for k, v in items.items()} if isinstance(items, dict) else \
-                dict(zip(("box_loss", "cls_loss", "dfl_loss"), map(float, items)))
-            res[dtype] = {"loss_items": items, "finite_loss": all(map(math.isfinite, items.values())),
-                          "finite_grads": bool(finite_grads), "overflow_steps_skipped": skipped,
-                          "grad_scale": scaler.get_scale() if scaler.is_enabled() else None,
-                          "seconds": round(time.perf_counter() - t, 3)}
+            items = (
+                {k: float(v) for k, v in items.items()}
+                if isinstance(items, dict)
+                else dict(zip(("box_loss", "cls_loss", "dfl_loss"), map(float, items)))
+            )
+            res[dtype] = {
+                "loss_items": items,
+                "finite_loss": all(map(math.isfinite, items.values())),
+                "finite_grads": bool(finite_grads),
+                "overflow_steps_skipped": skipped,
+                "grad_scale": scaler.get_scale() if scaler.is_enabled() else None,
+                "seconds": round(time.perf_counter() - t, 3),
+            }
             del net, opt
         out[name] = res
     return out
@@ -203,8 +213,12 @@ def latency(models: dict, a, dev: torch.device) -> dict:
             fns = {n: (lambda m=copy.deepcopy(m).to(getattr(torch, dt)), x=x: m(x)) for n, m in nets.items()}
             lat = interleaved_latency(fns, dev, a.repeats, warmup=3)
             for n, s in lat.items():
-                out[n][f"batch{bs}_{dt}"] = {"ms": s["median"], "iqr_ms": s["iqr"], "img_per_s": bs * 1e3 / s["median"],
-                                             "vs_baseline": paired_ratio(s["samples"], lat[base]["samples"])}
+                out[n][f"batch{bs}_{dt}"] = {
+                    "ms": s["median"],
+                    "iqr_ms": s["iqr"],
+                    "img_per_s": bs * 1e3 / s["median"],
+                    "vs_baseline": paired_ratio(s["samples"], lat[base]["samples"]),
+                }
     return out
 
 
@@ -238,22 +252,33 @@ def machine(dev: torch.device) -> dict:
 
     import ultralytics
 
-    m = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-         "cuda": torch.version.cuda, "ultralytics": ultralytics.__version__, "device": str(dev)}
+    m = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "ultralytics": ultralytics.__version__,
+        "device": str(dev),
+    }
     if dev.type == "cuda":
         p = torch.cuda.get_device_properties(dev)
-        m.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1), capability=f"{p.major}.{p.minor}",
-                 bf16=torch.cuda.is_bf16_supported())
+        m.update(
+            gpu=p.name,
+            gpu_memory_gb=round(p.total_memory / 2**30, 1),
+            capability=f"{p.major}.{p.minor}",
+            bf16=torch.cuda.is_bf16_supported(),
+        )
     return m
 
 
 def run(a) -> dict:
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "args": vars(a)}
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "args": vars(a)}
     if a.device == "cuda" and not torch.cuda.is_available():
-        report.update(skipped="no CUDA device visible to PyTorch (torch.cuda.is_available() is False); nothing "
-                              "measured. Run it on a GPU machine, or with --device cpu to test the script itself.",
-                      machine=machine(torch.device("cpu")))
+        report.update(
+            skipped="no CUDA device visible to PyTorch (torch.cuda.is_available() is False); nothing "
+            "measured. Run it on a GPU machine, or with --device cpu to test the script itself.",
+            machine=machine(torch.device("cpu")),
+        )
         return report
     from yolo_improve.bench.runner import resolve_models
 
@@ -262,9 +287,13 @@ def run(a) -> dict:
     models = resolve_models(a.models or None, a.scale)
     t0 = time.perf_counter()
     deadline = t0 + a.budget_s
-    sections = {"amp": lambda: amp(models, a, dev), "akconv": lambda: akconv(a, dev), "orepa": lambda: orepa(a, dev),
-                "latency": lambda: latency(models, a, dev),
-                "tensorrt": (lambda: tensorrt(models, a, dev, deadline)) if dev.type == "cuda" else None}
+    sections = {
+        "amp": lambda: amp(models, a, dev),
+        "akconv": lambda: akconv(a, dev),
+        "orepa": lambda: orepa(a, dev),
+        "latency": lambda: latency(models, a, dev),
+        "tensorrt": (lambda: tensorrt(models, a, dev, deadline)) if dev.type == "cuda" else None,
+    }
     for name, fn in sections.items():
         if name not in a.sections.split(","):
             continue
@@ -318,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(a)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=2, default=str))
-    print(f"{'skipped: ' + report['skipped'] if 'skipped' in report else 'ok: ' + str(report['ok'])}; "
-          f"report: {a.out}")
+    print(f"{'skipped: ' + report['skipped'] if 'skipped' in report else 'ok: ' + str(report['ok'])}; report: {a.out}")
     return 0
 
 

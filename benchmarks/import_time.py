@@ -11,7 +11,6 @@ and an explicit path, so the result does not depend on which hook version the en
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import site
@@ -19,6 +18,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from common import parser
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CHILD = """
@@ -40,8 +41,7 @@ def once(hook: bool, src: Path = SRC) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=15)
+    ap = parser(__doc__, repeats=15)
     ap.add_argument("--src", type=Path, default=SRC, help="the src folder whose hook and package to measure")
     a = ap.parse_args()
     once(False, a.src), once(True, a.src)  # warm the file cache
@@ -56,8 +56,10 @@ def main() -> None:
     print(f"{'':<14}{'median s':>10}{'min s':>8}")
     print(f"{'without hook':<14}{statistics.median(plain):>10.3f}{min(plain):>8.3f}")
     print(f"{'with hook':<14}{statistics.median(hooked):>10.3f}{min(hooked):>8.3f}")
-    print(f"median ratio with/without: {statistics.median(ratios):.3f}x (pairs: "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}); ratio of the fastest runs: {min(hooked) / min(plain):.3f}x")
+    print(
+        f"median ratio with/without: {statistics.median(ratios):.3f}x (pairs: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}); ratio of the fastest runs: {min(hooked) / min(plain):.3f}x"
+    )
     print(f"modules the hook imported: {', '.join(got[True]['modules'])}")
 
 

@@ -34,16 +34,38 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))  # common, coco128_subsets: also when run as a subprocess or imported
+from common import offline, parser  # noqa: E402
 
-COMMON = dict(imgsz=160, batch=4, nbs=4, workers=0, device="cpu", cache=True, plots=False, seed=0, deterministic=True,
-              exist_ok=True, verbose=False)
+offline()
+
+COMMON = dict(
+    imgsz=160,
+    batch=4,
+    nbs=4,
+    workers=0,
+    device="cpu",
+    cache=True,
+    plots=False,
+    seed=0,
+    deterministic=True,
+    exist_ok=True,
+    verbose=False,
+)
 RECIPES = {
     "ultralytics": COMMON,
-    "fit": {**COMMON, "optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 0.0, "mosaic": 0.0, "translate": 0.0,
-            "fliplr": 0.0, "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0},
+    "fit": {
+        **COMMON,
+        "optimizer": "AdamW",
+        "lr0": 0.003,
+        "warmup_epochs": 0.0,
+        "mosaic": 0.0,
+        "translate": 0.0,
+        "fliplr": 0.0,
+        "hsv_h": 0.0,
+        "hsv_s": 0.0,
+        "hsv_v": 0.0,
+    },
 }
 RECIPES["shift"] = {**RECIPES["fit"], "translate": 0.1}  # fit, but objects move (Ultralytics' default translate)
 
@@ -69,18 +91,25 @@ def _row(cfg: str, row: list) -> dict:
 # these curves. A ``_seedN`` suffix: the same experiment with another seed.
 UNIREP_N, UNIREP_A, CONVNEXT_N = "yolo11n-unireplknet.yaml", "unireplknet_a", "yolo11n-convnextv2.yaml"
 _SEEDED = [  # (name, model, suspect), each also run with seeds 1..4
-    ("yolo11n", "yolo11n.yaml", None), ("repvit_n", "yolo11n-repvit.yaml", None), ("unireplknet_n", UNIREP_N, None),
+    ("yolo11n", "yolo11n.yaml", None),
+    ("repvit_n", "yolo11n-repvit.yaml", None),
+    ("unireplknet_n", UNIREP_N, None),
     ("convnextv2_n", CONVNEXT_N, None),  # the shipped n configs: full-width variants (m0_9, a, atto)
-    ("unireplknet_n_paper-init", UNIREP_N, "paper_init"), ("convnextv2_n_paper-norm", CONVNEXT_N, "paper_norm"),
+    ("unireplknet_n_paper-init", UNIREP_N, "paper_init"),
+    ("convnextv2_n_paper-norm", CONVNEXT_N, "paper_norm"),
     ("convnextv2_n_torch-init", CONVNEXT_N, "paper_norm+torch_init"),
     ("convnextv2_n_out-norm", CONVNEXT_N, "paper_norm+out_norm"),
     ("convnextv2_n_overlap", CONVNEXT_N, "paper_norm+overlap"),
     ("convnextv2_n_block-bn", CONVNEXT_N, "paper_norm+block_bn"),
-    ("convnextv2_n_block-bn_overlap", CONVNEXT_N, "paper_norm+block_bn+overlap")]
+    ("convnextv2_n_block-bn_overlap", CONVNEXT_N, "paper_norm+block_bn+overlap"),
+]
 EXPERIMENTS = {
     **{name: (spec, {}, suspect) for name, spec, suspect in _SEEDED},
-    **{f"{name}_seed{seed}": (spec, {"seed": seed}, suspect)
-       for seed in (1, 2, 3, 4) for name, spec, suspect in _SEEDED},
+    **{
+        f"{name}_seed{seed}": (spec, {"seed": seed}, suspect)
+        for seed in (1, 2, 3, 4)
+        for name, spec, suspect in _SEEDED
+    },
     "unireplknet_n_paper-init_ls1": (UNIREP_N, {}, "paper_init+ls_1.0"),
     "unireplknet_n_paper-init_torch-init": (UNIREP_N, {}, "paper_init+torch_init"),
     # earlier width and training suspects (2026-11-29)
@@ -219,12 +248,20 @@ def run_one(name: str, epochs: int, out: Path, recipe: str = "ultralytics") -> d
     if hasattr(model.model.model[0], "channels"):
         info["widths"] = list(model.model.model[0].channels)
     t = time.time()
-    model.train(data=str(out / "data" / "coco128-person"), epochs=epochs, project=str(out), name=name,
-                **{**RECIPES[recipe], **overrides})
+    model.train(
+        data=str(out / "data" / "coco128-person"),
+        epochs=epochs,
+        project=str(out),
+        name=name,
+        **{**RECIPES[recipe], **overrides},
+    )
     info["train_s"] = round(time.time() - t, 1)
     info.update(geometry(out / name))
-    scales = [m.layer_scale.abs().mean().item() for m in model.trainer.model.modules()
-              if getattr(m, "layer_scale", None) is not None]
+    scales = [
+        m.layer_scale.abs().mean().item()
+        for m in model.trainer.model.modules()
+        if getattr(m, "layer_scale", None) is not None
+    ]
     info["layer_scale"] = sum(scales) / len(scales) if scales else None
     return info
 
@@ -240,8 +277,11 @@ def geometry(run: Path) -> dict:
     from ultralytics.data import augment
 
     data, imgsz = str(run.parent / "data" / "coco128-person"), yaml.safe_load((run / "args.yaml").read_text())["imgsz"]
-    val = lambda **kw: YOLO(run / "weights" / "last.pt").val(  # noqa: E731
-        data=data, imgsz=imgsz, batch=8, device="cpu", workers=0, plots=False, verbose=False, **kw).box.map
+    val = lambda **kw: (
+        YOLO(run / "weights" / "last.pt")
+        .val(data=data, imgsz=imgsz, batch=8, device="cpu", workers=0, plots=False, verbose=False, **kw)
+        .box.map
+    )
     out = {"map_rect": val(rect=True), "map_square": val(rect=False)}
     init = augment.LetterBox.__init__
     augment.LetterBox.__init__ = lambda self, *a, **kw: init(self, *a, **{**kw, "center": False})
@@ -257,8 +297,17 @@ def gradients(names: list[str], out: Path) -> str:
     weights (inside the residual branches), its other weights (stem, downsampling, output norms), and the neck and
     head. Deterministic and cheap: it shows whether a backbone's blocks can learn at all at the start, which a
     near-zero mAP cannot. One process per experiment, as suspects patch classes."""
-    rows = [subprocess.run([sys.executable, __file__, "--one", n, "--grads", "--out", str(out)], capture_output=True,
-                           text=True, check=True).stdout.strip().splitlines()[-1] for n in names]
+    rows = [
+        subprocess.run(
+            [sys.executable, __file__, "--one", n, "--grads", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        for n in names
+    ]
     head = "| experiment | backbone block weights | other backbone weights | neck + head |\n|---|---|---|---|"
     return "\n".join([head, *rows])
 
@@ -276,8 +325,12 @@ def grads_one(name: str, out: Path) -> str:
     model.args = get_cfg()
     g = torch.Generator().manual_seed(0)
     boxes = torch.rand(8, 4, generator=g) * 0.4 + torch.tensor([0.3, 0.3, 0.1, 0.1])
-    batch = {"img": torch.rand(4, 3, 160, 160, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(2),
-             "cls": torch.zeros(8, 1), "bboxes": boxes}
+    batch = {
+        "img": torch.rand(4, 3, 160, 160, generator=g),
+        "batch_idx": torch.arange(4.0).repeat_interleave(2),
+        "cls": torch.zeros(8, 1),
+        "bboxes": boxes,
+    }
     model.loss(batch)[0].sum().backward()
     groups = {"block": [], "other": [], "neck": []}
     for n, p in model.named_parameters():
@@ -286,7 +339,7 @@ def grads_one(name: str, out: Path) -> str:
         block = ".stages" in n and "downsample" not in n
         key = "neck" if not n.startswith("model.0.") else "block" if block else "other"
         groups[key].append(p.grad.abs().mean().item())
-    cell = lambda v: f"{sum(v) / len(v):.1e}" if v else "-"  # noqa: E731
+    cell = lambda v: f"{sum(v) / len(v):.1e}" if v else "-"
     return f"| {name} | {cell(groups['block'])} | {cell(groups['other'])} | {cell(groups['neck'])} |"
 
 
@@ -294,9 +347,10 @@ def curve(run: Path) -> list[tuple[float, float, float, float]]:
     """(mAP50, mAP50-95, training loss, validation loss) per epoch."""
     with (run / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh, skipinitialspace=True))
-    loss = lambda r, split: sum(float(r[f"{split}/{k}_loss"]) for k in ("box", "cls", "dfl"))  # noqa: E731
-    return [(float(r["metrics/mAP50(B)"]), float(r["metrics/mAP50-95(B)"]), loss(r, "train"), loss(r, "val"))
-            for r in rows]
+    loss = lambda r, split: sum(float(r[f"{split}/{k}_loss"]) for k in ("box", "cls", "dfl"))
+    return [
+        (float(r["metrics/mAP50(B)"]), float(r["metrics/mAP50-95(B)"]), loss(r, "train"), loss(r, "val")) for r in rows
+    ]
 
 
 def _last5(run: Path, column: int = 1) -> float:
@@ -323,8 +377,10 @@ def _reference(name: str) -> str:
     for k, (spec, theirs, suspect) in EXPERIMENTS.items():
         if spec == "yolo11n.yaml" and suspect is None and theirs == overrides:
             return k
-    raise ValueError(f"experiment '{name}' has no YOLO11n experiment with its overrides {overrides} to compare with; "
-                     "add one to EXPERIMENTS")
+    raise ValueError(
+        f"experiment '{name}' has no YOLO11n experiment with its overrides {overrides} to compare with; "
+        "add one to EXPERIMENTS"
+    )
 
 
 def table(names: list[str], out: Path) -> str:
@@ -342,14 +398,27 @@ def table(names: list[str], out: Path) -> str:
         last, base = _last5(out / n), out / _reference(n)
         ratio = f"{last / _last5(base):.2f}x" if (base / "results.csv").is_file() else "-"
         geo = " / ".join(f"{info[k]:.4f}" for k in ("map_rect", "map_square", "map_corner"))
-        lines.append([n, "/".join(map(str, info.get("widths", []))) or "-", f"{info['params_M']:.2f}",
-                      f"{info['gflops_640']:.1f}", ls, f"{info['train_s']:.0f}"]
-                     + [f"{c[e - 1][1]:.3f}" for e in eps] + [f"{c[-1][0]:.3f}", f"{_last5(out / n, 3):.2f}",
-                                                              f"{last:.4f}", ratio, geo])
+        lines.append(
+            [
+                n,
+                "/".join(map(str, info.get("widths", []))) or "-",
+                f"{info['params_M']:.2f}",
+                f"{info['gflops_640']:.1f}",
+                ls,
+                f"{info['train_s']:.0f}",
+            ]
+            + [f"{c[e - 1][1]:.3f}" for e in eps]
+            + [f"{c[-1][0]:.3f}", f"{_last5(out / n, 3):.2f}", f"{last:.4f}", ratio, geo]
+        )
     if not lines:
         return ""
-    head += [f"mAP50-95 ep{e}" for e in eps] + ["mAP50 final", "val loss last 5", "mAP50-95 last 5", "x yolo11n",
-                                                      "final mAP50-95 rect / square / corner"]
+    head += [f"mAP50-95 ep{e}" for e in eps] + [
+        "mAP50 final",
+        "val loss last 5",
+        "mAP50-95 last 5",
+        "x yolo11n",
+        "final mAP50-95 rect / square / corner",
+    ]
     return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *lines])
 
 
@@ -362,24 +431,27 @@ def over_seeds(names: list[str], out: Path) -> str:
         ref = _reference(n)
         if all((out / r / "yolo_improve_curve.json").is_file() for r in (n, ref)):
             pairs.setdefault(n.partition("_seed")[0], []).append((out / n, out / ref))
-    lines = ["| experiment | seeds | mAP50-95 last 5, sum | x yolo11n | val loss last 5, mean | yolo11n val loss "
-             "| final rect x yolo11n | final square x yolo11n | final corner x yolo11n |", "|" + "---|" * 9]
+    lines = [
+        "| experiment | seeds | mAP50-95 last 5, sum | x yolo11n | val loss last 5, mean | yolo11n val loss "
+        "| final rect x yolo11n | final square x yolo11n | final corner x yolo11n |",
+        "|" + "---|" * 9,
+    ]
     for base, runs in pairs.items():
         own, ref = [o for o, _ in runs], [r for _, r in runs]
         m, b = sum(map(_last5, own)), sum(map(_last5, ref))
         vl, vb = (sum(_last5(r, 3) for r in rs) / len(rs) for rs in (own, ref))
         info = {r: _info(out, r.name) for r in own + ref}
-        geo = [f"{sum(info[r][k] for r in own) / sum(info[r][k] for r in ref):.2f}x"
-               for k in ("map_rect", "map_square", "map_corner")]
+        geo = [
+            f"{sum(info[r][k] for r in own) / sum(info[r][k] for r in ref):.2f}x"
+            for k in ("map_rect", "map_square", "map_corner")
+        ]
         lines.append(f"| {base} | {len(runs)} | {m:.4f} | {m / b:.2f}x | {vl:.2f} | {vb:.2f} | {' | '.join(geo)} |")
     return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default=",".join(EXPERIMENTS))
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--out", default="runs/curves")
+    ap = parser(__doc__, epochs=30, out=Path("runs/curves"))
+    ap.add_argument("--only", default=",".join(EXPERIMENTS), help="comma-separated experiments (default: all)")
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (each in its own process)")
     ap.add_argument("--recipe", choices=tuple(RECIPES), default="ultralytics")
     ap.add_argument("--grads", action="store_true", help="only the gradient table at initialisation (no training)")
@@ -422,8 +494,9 @@ def main() -> None:
             (out / n).mkdir(parents=True, exist_ok=True)
             log = (out / f"{n}.log").open("w")
             cmd = [sys.executable, __file__, "--one", n, "--epochs", str(a.epochs), "--out", str(out)]
-            running.append(subprocess.Popen(cmd + ["--recipe", a.recipe], stdout=log,
-                                            stderr=subprocess.STDOUT, env=env))
+            running.append(
+                subprocess.Popen(cmd + ["--recipe", a.recipe], stdout=log, stderr=subprocess.STDOUT, env=env)
+            )
         time.sleep(2)
         running = [p for p in running if p.poll() is None]
     print(table(names, out))

@@ -135,7 +135,7 @@ def test_pretrained_starts_every_run_from_the_file(sample, tmp_path):
     import torch
     from ultralytics import YOLO
 
-    from yolo_improve.integrations.ultralytics import load_weights
+    from yolo_improve.transfer import load_weights
 
     torch.manual_seed(1)
     source = YOLO("yolo11n.yaml")  # not the seed-0 initialisation a scratch run gets, and moved off it as well

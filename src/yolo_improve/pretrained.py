@@ -34,6 +34,7 @@ from torch import nn
 from . import registry
 from .backbones.timm import TimmBackbone
 from .backbones.unireplknet import DilatedReparamBlock, UniRepLKNet
+from .owner import keep_weights, ultralytics_model
 
 __all__ = ["BackboneReport", "OfflineError", "load_backbone", "BN_TRAINED"]
 
@@ -180,9 +181,7 @@ def _backbone(model) -> tuple[nn.Module, nn.Module | None]:
     classes = tuple({e.cls for e in registry.load_all().values() if e.kind == "backbone"})
     if isinstance(model, classes):
         return model, None
-    from .transfer import _model
-
-    owner = _model(model)
+    owner = ultralytics_model(model)
     if not isinstance(owner.model[0], classes):
         raise TypeError(f"layer 0 of this model is {type(owner.model[0]).__name__}, not a yolo-improve backbone")
     return owner.model[0], owner
@@ -249,8 +248,6 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eps, m.momentum = eps, momentum
     if owner is not None:
-        from .transfer import keep_weights
-
         keep_weights(owner)
     if verbose:
         from ultralytics.utils import LOGGER

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import copy
 import re
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .owner import is_warm, keep_weights  # noqa: F401  (the integration's Model.train asks transfer.is_warm)
+from .owner import ultralytics_model as _model
 
 __all__ = ["LayerReport", "TransferReport", "transfer", "align", "copy_norm_settings", "needs_alignment",
            "unfreeze_after", "warm_start", "start"]
@@ -73,17 +75,6 @@ class TransferReport:
 
 
 # ------------------------------------------------------------------------------------------------------ alignment
-def _model(obj) -> nn.Module:
-    """The Ultralytics model that owns the layer list, given the model, a ``YOLO`` object or a checkpoint dict."""
-    if isinstance(obj, dict):
-        obj = obj.get("ema") or obj["model"]
-    while not isinstance(getattr(obj, "model", None), nn.Sequential):
-        if not isinstance(getattr(obj, "model", None), nn.Module):
-            raise TypeError(f"expected an Ultralytics model (with a .model layer list), got {type(obj).__name__}")
-        obj = obj.model
-    return obj
-
-
 def _layers(obj) -> nn.Sequential:
     return _model(obj).model
 
@@ -208,20 +199,6 @@ def _name(model) -> str:
             return Path(str(getattr(model, attr))).name
     yaml = getattr(model, "yaml", None)
     return Path(str(yaml.get("yaml_file", "model"))).name if isinstance(yaml, dict) else type(model).__name__
-
-
-# Models holding weights loaded by yolo-improve: ``YOLO.train()`` starts from them instead of rebuilding from YAML
-# (the integration's ``Model.train`` reads this; see training.py there).
-_WARM: weakref.WeakSet = weakref.WeakSet()
-
-
-def keep_weights(model: nn.Module) -> None:
-    """Mark a model so that ``YOLO.train()`` starts from it instead of rebuilding it from its YAML."""
-    _WARM.add(model)
-
-
-def is_warm(model) -> bool:
-    return isinstance(model, nn.Module) and model in _WARM
 
 
 def load_weights(path) -> nn.Module:

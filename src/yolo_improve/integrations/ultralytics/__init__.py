@@ -122,6 +122,3 @@ def installed() -> dict[str, bool]:
     """Which table entries are in effect now, by target (pending ones are False until their module is imported)."""
     return {p.target: p.target in _STOCK for p in PATCHES}
 
-
-# public helpers of the warm-start glue, importable from here for backward compatibility
-from ...transfer import keep_weights, load_weights, unfreeze_after  # noqa: E402,F401
