@@ -10,7 +10,8 @@ from conftest import randomize_bn
 from ultralytics import YOLO
 
 from yolo_improve import configs, registry
-from yolo_improve.bench import resolve_models, variants as bench_variants
+from yolo_improve.bench import resolve_models
+from yolo_improve.bench import variants as bench_variants
 from yolo_improve.transfer import align
 from yolo_improve.variants import VariantError, backbone_file, identify, resolve, short_names, split_names
 
@@ -236,7 +237,8 @@ def test_backbone_files_are_matched_by_variant(ckpts, tmp_path):
     assert backbone_file("yolo11n-orepa.yaml", tmp_path) is None  # no backbone row
     rows = resolve("repvit,convnextv2,orepa@down", model=ckpts["11seg"], backbone=tmp_path)
     assert rows["repvit"].backbone == str(tmp_path / "repvit_m0_9.dist_450e_in1k.pth")
-    assert rows["convnextv2"].backbone == str(tmp_path / "convnextv2_atto_x.pth") and rows["orepa@down"].backbone is None
+    assert rows["convnextv2"].backbone == str(tmp_path / "convnextv2_atto_x.pth")
+    assert rows["orepa@down"].backbone is None
     (tmp_path / "repvit_m0_9.pth").write_bytes(b"")
     with pytest.raises(VariantError, match="2 files fit repvit_m0_9"):
         backbone_file("yolo11n-repvit.yaml", tmp_path)

@@ -27,12 +27,11 @@ from pathlib import Path
 
 from . import configs, registry
 
-__all__ = ["Variant", "Identity", "resolve", "identify", "split_names", "short_names", "backbone_file"]
+__all__ = ["Identity", "Variant", "VariantError", "backbone_file", "identify", "resolve", "short_names", "split_names"]
 
 LOG = logging.getLogger("yolo_improve")
 BACKBONES = ("repvit", "convnextv2", "unireplknet")  # composed configs of the checkpoint's family
 DEFAULT_PLACES = ("down", "blocks")  # model= without variants: each swappable conv at these places (orepa, akconv)
-_TASK_OF = {"": "detect", "-seg": "segment", "-pose": "pose", "-obb": "obb", "-cls": "classify"}
 _FAMILY = re.compile(r"^yolo(26|11|v8)([nslmx])?(-seg|-pose|-obb|-cls)?(?:[-.]|$)")
 
 
@@ -66,12 +65,12 @@ def _rows(d: dict) -> list:
 
 def _by_structure(d: dict, task: str) -> str | None:
     """The family whose stock YAML of ``task`` has exactly this model's rows and ``end2end`` (None if none does)."""
-    import yaml
+    from ultralytics.nn.tasks import yaml_model_load
 
     for family in configs.FAMILIES:
         try:
-            stock = yaml.safe_load(configs._stock(family, configs.TASKS[task]).read_text())
-        except (FileNotFoundError, KeyError):
+            stock = yaml_model_load(f"yolo{family}{configs.TASKS[task]}.yaml")
+        except FileNotFoundError:  # YOLO26 on Ultralytics 8.3
             continue
         if _rows(stock) == _rows(d) and bool(stock.get("end2end")) == bool(d.get("end2end")):
             return family
@@ -110,7 +109,7 @@ def identify(checkpoint) -> Identity:
         raise VariantError(f"model={name}: no model scale in its YAML (no 'scale' key, yaml_file {file or 'none'})")
     head = model.model[-1]
     kpt = d.get("kpt_shape") or getattr(head, "kpt_shape", None)
-    found = (f"{'YOLO' + family.upper() if family else 'unknown family'} scale {scale} {task} ({how}; "
+    found = (f"{'YOLO' + family if family else 'unknown family'} scale {scale} {task} ({how}; "
              f"scale from {'the scale key' if d.get('scale') else 'the name'})")
     return Identity(family, task, scale, d.get("nc"), list(kpt) if task == "pose" and kpt else None,
                     len(model.model), found)
@@ -308,8 +307,12 @@ def _backbone_cfg(entry: registry.Module, family: str, task: str, scale: str) ->
     """A registered backbone (a named variant such as ``repvit_m1_1``, or the user's) composed into the family's
     config by the backbone rule: the family's repvit config with the backbone row naming it. Named variants of our
     families are built at full width (``[1.0]``), the width ImageNet weights have."""
+    named = bool(entry.family) and entry.name != entry.family
+    if entry.min_args > 0 and not named:
+        raise VariantError(f"variant '{entry.name}': its row needs args {entry.args}; write a YAML with that row and "
+                           "pass its path")
     d = configs.compose(f"yolo{family}{scale}{configs.TASKS[task]}-repvit.yaml")
-    d["backbone"][0] = [-1, 1, entry.name, [1.0] if entry.family and entry.name != entry.family else []]
+    d["backbone"][0] = [-1, 1, entry.name, [1.0] if named else []]
     safe = re.sub(r"[^A-Za-z0-9_]", "_", entry.name)
     return f"yolo{family}{scale}{configs.TASKS[task]}-{safe}.yaml", d
 
@@ -421,10 +424,14 @@ def _from_checkpoint(names, model: Path, family, task, scale, backbone) -> dict[
             v = Variant(f"{conv.lower()}@{place if at else 'down'}", "swap", str(model), conv=convs[conv.lower()],
                         where=where, **base)
         elif at:
-            raise VariantError(f"variant '{n}': only a conv swaps in at a place ({', '.join(f'{c}@...' for c in convs)})"
-                               f"; {conv} is no registered conv with from_conv")
+            raise VariantError(f"variant '{n}': only a conv swaps in at a place "
+                               f"({', '.join(f'{c}@...' for c in convs)}); {conv} is no registered conv with from_conv")
         elif Path(n).suffix == ".pt":
-            v = Variant(label(n), "checkpoint", n, **base)
+            other = identify(n)
+            if other.task != ident.task:
+                raise VariantError(f"variant '{n}' is a {other.task} checkpoint and model={model.name} a {ident.task} "
+                                   "one: every row of a comparison has one task")
+            v = Variant(label(n), "checkpoint", n, other.task, nc=other.nc, kpt_shape=other.kpt_shape)
         elif Path(n).suffix in (".yaml", ".yml"):
             t = _yaml_task(n, guess_model_task)
             if t != ident.task:

@@ -30,9 +30,9 @@ RATIO_KEYS = ("params_train", "params_deploy", "gflops_train", "gflops_deploy", 
 
 
 def variants(scale: str = "n", family: str = "11", task: str = "detect") -> list[str]:
-    """The stock model of ``family`` x ``task`` at ``scale`` first, then every composed system (``variants.short_names``;
-    for YOLO11 detection also any shipped ``yolo11-*.yaml``, so a module that lands with its config is benchmarked
-    with no edit here)."""
+    """The stock model of ``family`` x ``task`` at ``scale`` first, then every composed system
+    (``variants.short_names``; for YOLO11 detection also any shipped ``yolo11-*.yaml``, so a module that lands with its
+    config is benchmarked with no edit here)."""
     from ..variants import short_names
 
     return list(short_names(family, task, scale).values())
