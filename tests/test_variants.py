@@ -242,3 +242,21 @@ def test_backbone_files_are_matched_by_variant(ckpts, tmp_path):
     (tmp_path / "repvit_m0_9.pth").write_bytes(b"")
     with pytest.raises(VariantError, match="2 files fit repvit_m0_9"):
         backbone_file("yolo11n-repvit.yaml", tmp_path)
+
+
+def test_backbone_weights_go_into_the_config_row_from_a_checkpoint(ckpts, tmp_path):
+    """``backbone=`` with ``model=``: layer 0 takes the ImageNet file (here one the test writes, in our layout), the
+    neck and head the checkpoint's; the start column names both; the rows pickle (Ray sends them to workers)."""
+    import pickle
+
+    torch.manual_seed(5)
+    file = tmp_path / "repvit_m0_9.pth"
+    backbone = YOLO("yolo11n-repvit.yaml").model.model[0]
+    torch.save(randomize_bn(backbone, seed=5).state_dict(), file)
+    rows = resolve("repvit", model=ckpts["11seg"], backbone=tmp_path)
+    assert pickle.loads(pickle.dumps(rows))["repvit"] == rows["repvit"]
+    yolo, start, _ = rows["repvit"].build()
+    want = torch.load(file)
+    got = yolo.model.model[0].state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items() if not k.endswith("num_batches_tracked"))
+    assert start.startswith(f"{ckpts['11seg'].name} (") and f" + repvit_m0_9.pth (backbone {len(want)}/" in start
