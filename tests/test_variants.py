@@ -117,6 +117,7 @@ def test_swap_rows_equal_the_checkpoint_and_baseline_is_the_checkpoint(ckpts):
         rows = resolve("orepa@down,akconv@blocks,repvit", model=path)
         assert list(rows) == ["baseline", "orepa@down", "akconv@blocks", "repvit"]
         assert [v.kind for v in rows.values()] == ["checkpoint", "swap", "swap", "config"]
+        assert rows["akconv@blocks"].record()["where"] == "blocks"
         with torch.no_grad():
             ref = src(x)
         base, start, extras = rows["baseline"].build()
@@ -255,6 +256,7 @@ def test_backbone_weights_go_into_the_config_row_from_a_checkpoint(ckpts, tmp_pa
     torch.save(randomize_bn(backbone, seed=5).state_dict(), file)
     rows = resolve("repvit", model=ckpts["11seg"], backbone=tmp_path)
     assert pickle.loads(pickle.dumps(rows))["repvit"] == rows["repvit"]
+    assert json.loads(json.dumps(rows["repvit"].record()))["backbone"] == str(file)
     yolo, start, _ = rows["repvit"].build()
     want = torch.load(file)
     got = yolo.model.model[0].state_dict()

@@ -155,6 +155,12 @@ class Variant:
     kpt_shape: list | None = None
     cfg: dict | None = field(default=None, repr=False)  # config composed here (a registered backbone), written on build
 
+    def record(self) -> dict:
+        """What this row starts from, JSON-able, for its run folder: a later call can refuse a folder that was
+        started from something else (another checkpoint, place, backbone file)."""
+        keys = ("name", "kind", "source", "task", "weights", "backbone", "conv", "where")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(self, k)) for k in keys)}
+
     def file(self) -> str:
         """What ``YOLO()`` loads for this row: the source, a composed dict first written (atomically) to the cache."""
         if self.cfg is None:
