@@ -263,6 +263,7 @@ def split_names(names) -> list[str]:
 def short_names(family: str = "11", task: str = "detect", scale: str = "n") -> dict[str, str]:
     """``{short name: config}`` without a checkpoint: ``baseline`` (the stock model) and every composed system of
     ``family`` x ``task`` at ``scale``; shipped YAMLs of the same name (``yolo11-*.yaml``) take the name first."""
+    family = str(family)
     _check_cell(family, task, scale)
     suffix = configs.TASKS[task]
     out = {"baseline": f"yolo{family}{scale}{suffix}.yaml"}
@@ -355,6 +356,7 @@ def resolve(variants=None, *, model: str | Path | None = None, family: str | Non
     if pretrained and not Path(pretrained).is_file():
         raise FileNotFoundError(f"pretrained={pretrained}: no such checkpoint file")
     names = split_names(variants)
+    family = None if family is None else str(family)  # family=26 from Python, "26" from the CLI
     if model is None:
         return _without_checkpoint(names, family or "11", task or "detect", scale or "n", backbone, pretrained)
     return _from_checkpoint(names, Path(model).resolve() if Path(model).is_file() else Path(model), family, task,
@@ -367,7 +369,7 @@ def _without_checkpoint(names, family, task, scale, backbone, pretrained) -> dic
     short = short_names(family, task, scale)
     out = {}
     for n in names or list(short):
-        if n in (f"yolo{family}", "yolo"):
+        if n == f"yolo{family}":  # the name compare took for the baseline before
             n = "baseline"
         if "@" in n:
             raise VariantError(f"variant '{n}': a swap (conv@place) needs model=CHECKPOINT to swap into")
