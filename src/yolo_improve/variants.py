@@ -92,7 +92,7 @@ def identify(checkpoint) -> Identity:
     if d.get("deploy") or _fused(model):
         raise VariantError(f"model={name} is a deploy file (re-parameterized or fused): its multi-branch modules are "
                            "folded and cannot be trained or swapped; pass the training checkpoint (best.pt/last.pt)")
-    task = guess_model_task(d) or guess_model_task(model)
+    task = guess_model_task(d)  # the head row (a saved model's args may say "detect")
     if task not in configs.TASKS:
         raise VariantError(f"model={name}: a {task} model; compare takes {', '.join(configs.TASKS)}")
     file = Path(str(d.get("yaml_file") or "")).name
@@ -384,12 +384,22 @@ def _without_checkpoint(names, family, task, scale, backbone, pretrained) -> dic
             raise VariantError(f"unknown model '{n}': give a .yaml or .pt, or one of {', '.join(short)}, or a "
                                "registered backbone (e.g. repvit_m1_1)")
         if src.endswith(".pt"):
-            v = Variant(label(src), "checkpoint", src, identify(src).task if Path(src).is_file() else None)
+            v = Variant(label(src), "checkpoint", src, _pt_task(src, guess_model_task))
         else:
             v = Variant(label(src), "config", src, _yaml_task(cfg or src, guess_model_task), weights=pretrained,
                         backbone=_file(cfg or src, backbone), cfg=cfg)
         out[v.name] = v
     return out
+
+
+def _pt_task(path: str, guess) -> str | None:
+    """A checkpoint's task, or None when the file is not there (yet). No deploy check here: bench measures deploy
+    files too; compare's trainer refuses them when it loads one."""
+    if not Path(path).is_file():
+        return None
+    model = _load(path)
+    d = getattr(model, "yaml", None)
+    return guess(d if isinstance(d, dict) else model)  # the head row: a saved model's args may say "detect"
 
 
 def _yaml_task(model, guess) -> str:
