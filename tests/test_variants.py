@@ -10,7 +10,8 @@ from conftest import randomize_bn
 from ultralytics import YOLO
 
 from yolo_improve import configs, registry
-from yolo_improve.bench import resolve_models, variants as bench_variants
+from yolo_improve.bench import resolve_models
+from yolo_improve.bench import variants as bench_variants
 from yolo_improve.transfer import align
 from yolo_improve.variants import VariantError, backbone_file, identify, resolve, short_names, split_names
 
@@ -116,6 +117,7 @@ def test_swap_rows_equal_the_checkpoint_and_baseline_is_the_checkpoint(ckpts):
         rows = resolve("orepa@down,akconv@blocks,repvit", model=path)
         assert list(rows) == ["baseline", "orepa@down", "akconv@blocks", "repvit"]
         assert [v.kind for v in rows.values()] == ["checkpoint", "swap", "swap", "config"]
+        assert rows["akconv@blocks"].record()["where"] == "blocks"
         with torch.no_grad():
             ref = src(x)
         base, start, extras = rows["baseline"].build()
@@ -236,7 +238,27 @@ def test_backbone_files_are_matched_by_variant(ckpts, tmp_path):
     assert backbone_file("yolo11n-orepa.yaml", tmp_path) is None  # no backbone row
     rows = resolve("repvit,convnextv2,orepa@down", model=ckpts["11seg"], backbone=tmp_path)
     assert rows["repvit"].backbone == str(tmp_path / "repvit_m0_9.dist_450e_in1k.pth")
-    assert rows["convnextv2"].backbone == str(tmp_path / "convnextv2_atto_x.pth") and rows["orepa@down"].backbone is None
+    assert rows["convnextv2"].backbone == str(tmp_path / "convnextv2_atto_x.pth")
+    assert rows["orepa@down"].backbone is None
     (tmp_path / "repvit_m0_9.pth").write_bytes(b"")
     with pytest.raises(VariantError, match="2 files fit repvit_m0_9"):
         backbone_file("yolo11n-repvit.yaml", tmp_path)
+
+
+def test_backbone_weights_go_into_the_config_row_from_a_checkpoint(ckpts, tmp_path):
+    """``backbone=`` with ``model=``: layer 0 takes the ImageNet file (here one the test writes, in our layout), the
+    neck and head the checkpoint's; the start column names both; the rows pickle (Ray sends them to workers)."""
+    import pickle
+
+    torch.manual_seed(5)
+    file = tmp_path / "repvit_m0_9.pth"
+    backbone = YOLO("yolo11n-repvit.yaml").model.model[0]
+    torch.save(randomize_bn(backbone, seed=5).state_dict(), file)
+    rows = resolve("repvit", model=ckpts["11seg"], backbone=tmp_path)
+    assert pickle.loads(pickle.dumps(rows))["repvit"] == rows["repvit"]
+    assert json.loads(json.dumps(rows["repvit"].record()))["backbone"] == str(file)
+    yolo, start, _ = rows["repvit"].build()
+    want = torch.load(file)
+    got = yolo.model.model[0].state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items() if not k.endswith("num_batches_tracked"))
+    assert start.startswith(f"{ckpts['11seg'].name} (") and f" + repvit_m0_9.pth (backbone {len(want)}/" in start

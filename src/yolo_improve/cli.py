@@ -20,8 +20,8 @@ USAGE = """usage: yolo-improve MODE key=value ...
   yolo-improve reparam model=best.pt [save=...]  write the re-parameterized deploy checkpoint
   yolo-improve transfer model=yolo11n-repvit.yaml weights=yolo11n.pt [backbone=repvit.pth] [save=start.pt]
                                                warm start: YOLO11 checkpoint (and backbone weights) -> this model
-  yolo-improve bench [models=baseline,repvit] [scale=n] [imgsz=640] [threads=1] [repeats=20] [device=cpu] [out=...]
-                     [formats=torchscript,onnx,openvino,ncnn|all]
+  yolo-improve bench [models=baseline,repvit] [scale=n] [family=11] [task=detect] [imgsz=640] [threads=1]
+                     [repeats=20] [device=cpu] [out=...] [formats=torchscript,onnx,openvino,ncnn|all]
                                                params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory;
                                                formats=: export matrix (status, decoded parity, size, latency)
   yolo-improve compare data=path/to/dataset [models=...] [epochs=100] [imgsz=640] [batch=16] [out=...] [any train arg]
@@ -69,12 +69,12 @@ def _models(args: list[str]) -> None:
     print("  e.g. yolo-improve train model=yolo26n-seg-repvit.yaml data=coco8-seg.yaml")
 
 
-BENCH_OPTS = dict(models="", scale="n", imgsz=640, batch=2, repeats=20, warmup=3, threads=1, device="", onnx=True,
-                  memory=True, data="", out="runs/yolo-improve/bench", formats="")
-COMPARE_OPTS = dict(models="", data="", scale="n", seeds="1", epochs=100, imgsz=640, batch=16, seed=0, repeats=20,
-                    warmup=3, threads=1, device="", workers=0, out="runs/yolo-improve/compare", verbose=True,
-                    engine="local", address="", cpus_per_run=1.0, gpus_per_run=-1.0, pretrained="", backbone="",
-                    n_boot=1000)
+BENCH_OPTS = dict(models="", scale="n", family="11", task="detect", imgsz=640, batch=2, repeats=20, warmup=3, threads=1,
+                  device="", onnx=True, memory=True, data="", out="runs/yolo-improve/bench", formats="")
+COMPARE_OPTS = dict(models="", variants="", model="", family="", task="", data="", scale="", seeds="1", epochs=100,
+                    imgsz=640, batch=16, seed=0, repeats=20, warmup=3, threads=1, device="", workers=0,
+                    out="runs/yolo-improve/compare", verbose=True, engine="local", address="", cpus_per_run=1.0,
+                    gpus_per_run=-1.0, pretrained="", backbone="", n_boot=1000, explain=False)
 # The demo's recipe fits a short run on 2 CPU cores (measured, README "Main job output"): no warm-up (Ultralytics'
 # lasts >= 100 iterations at a tiny lr), nbs=batch (else 32 steps of gradient accumulation per optimizer step), an
 # explicit AdamW lr (``optimizer=auto`` picks a tiny one), and no mosaic, flips, shifts or colour jitter, so that

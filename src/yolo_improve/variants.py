@@ -27,12 +27,11 @@ from pathlib import Path
 
 from . import configs, registry
 
-__all__ = ["Variant", "Identity", "resolve", "identify", "split_names", "short_names", "backbone_file"]
+__all__ = ["Identity", "Variant", "VariantError", "backbone_file", "identify", "resolve", "short_names", "split_names"]
 
 LOG = logging.getLogger("yolo_improve")
 BACKBONES = ("repvit", "convnextv2", "unireplknet")  # composed configs of the checkpoint's family
 DEFAULT_PLACES = ("down", "blocks")  # model= without variants: each swappable conv at these places (orepa, akconv)
-_TASK_OF = {"": "detect", "-seg": "segment", "-pose": "pose", "-obb": "obb", "-cls": "classify"}
 _FAMILY = re.compile(r"^yolo(26|11|v8)([nslmx])?(-seg|-pose|-obb|-cls)?(?:[-.]|$)")
 
 
@@ -66,12 +65,12 @@ def _rows(d: dict) -> list:
 
 def _by_structure(d: dict, task: str) -> str | None:
     """The family whose stock YAML of ``task`` has exactly this model's rows and ``end2end`` (None if none does)."""
-    import yaml
+    from ultralytics.nn.tasks import yaml_model_load
 
     for family in configs.FAMILIES:
         try:
-            stock = yaml.safe_load(configs._stock(family, configs.TASKS[task]).read_text())
-        except (FileNotFoundError, KeyError):
+            stock = yaml_model_load(f"yolo{family}{configs.TASKS[task]}.yaml")
+        except FileNotFoundError:  # YOLO26 on Ultralytics 8.3
             continue
         if _rows(stock) == _rows(d) and bool(stock.get("end2end")) == bool(d.get("end2end")):
             return family
@@ -93,7 +92,7 @@ def identify(checkpoint) -> Identity:
     if d.get("deploy") or _fused(model):
         raise VariantError(f"model={name} is a deploy file (re-parameterized or fused): its multi-branch modules are "
                            "folded and cannot be trained or swapped; pass the training checkpoint (best.pt/last.pt)")
-    task = guess_model_task(d) or guess_model_task(model)
+    task = guess_model_task(d)  # the head row (a saved model's args may say "detect")
     if task not in configs.TASKS:
         raise VariantError(f"model={name}: a {task} model; compare takes {', '.join(configs.TASKS)}")
     file = Path(str(d.get("yaml_file") or "")).name
@@ -110,7 +109,7 @@ def identify(checkpoint) -> Identity:
         raise VariantError(f"model={name}: no model scale in its YAML (no 'scale' key, yaml_file {file or 'none'})")
     head = model.model[-1]
     kpt = d.get("kpt_shape") or getattr(head, "kpt_shape", None)
-    found = (f"{'YOLO' + family.upper() if family else 'unknown family'} scale {scale} {task} ({how}; "
+    found = (f"{'YOLO' + family if family else 'unknown family'} scale {scale} {task} ({how}; "
              f"scale from {'the scale key' if d.get('scale') else 'the name'})")
     return Identity(family, task, scale, d.get("nc"), list(kpt) if task == "pose" and kpt else None,
                     len(model.model), found)
@@ -155,6 +154,12 @@ class Variant:
     nc: int | None = None  # the head size build() makes when given none (the checkpoint's)
     kpt_shape: list | None = None
     cfg: dict | None = field(default=None, repr=False)  # config composed here (a registered backbone), written on build
+
+    def record(self) -> dict:
+        """What this row starts from, JSON-able, for its run folder: a later call can refuse a folder that was
+        started from something else (another checkpoint, place, backbone file)."""
+        keys = ("name", "kind", "source", "task", "weights", "backbone", "conv", "where")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(self, k)) for k in keys)}
 
     def file(self) -> str:
         """What ``YOLO()`` loads for this row: the source, a composed dict first written (atomically) to the cache."""
@@ -258,6 +263,7 @@ def split_names(names) -> list[str]:
 def short_names(family: str = "11", task: str = "detect", scale: str = "n") -> dict[str, str]:
     """``{short name: config}`` without a checkpoint: ``baseline`` (the stock model) and every composed system of
     ``family`` x ``task`` at ``scale``; shipped YAMLs of the same name (``yolo11-*.yaml``) take the name first."""
+    family = str(family)
     _check_cell(family, task, scale)
     suffix = configs.TASKS[task]
     out = {"baseline": f"yolo{family}{scale}{suffix}.yaml"}
@@ -308,8 +314,12 @@ def _backbone_cfg(entry: registry.Module, family: str, task: str, scale: str) ->
     """A registered backbone (a named variant such as ``repvit_m1_1``, or the user's) composed into the family's
     config by the backbone rule: the family's repvit config with the backbone row naming it. Named variants of our
     families are built at full width (``[1.0]``), the width ImageNet weights have."""
+    named = bool(entry.family) and entry.name != entry.family
+    if entry.min_args > 0 and not named:
+        raise VariantError(f"variant '{entry.name}': its row needs args {entry.args}; write a YAML with that row and "
+                           "pass its path")
     d = configs.compose(f"yolo{family}{scale}{configs.TASKS[task]}-repvit.yaml")
-    d["backbone"][0] = [-1, 1, entry.name, [1.0] if entry.family and entry.name != entry.family else []]
+    d["backbone"][0] = [-1, 1, entry.name, [1.0] if named else []]
     safe = re.sub(r"[^A-Za-z0-9_]", "_", entry.name)
     return f"yolo{family}{scale}{configs.TASKS[task]}-{safe}.yaml", d
 
@@ -346,6 +356,7 @@ def resolve(variants=None, *, model: str | Path | None = None, family: str | Non
     if pretrained and not Path(pretrained).is_file():
         raise FileNotFoundError(f"pretrained={pretrained}: no such checkpoint file")
     names = split_names(variants)
+    family = None if family is None else str(family)  # family=26 from Python, "26" from the CLI
     if model is None:
         return _without_checkpoint(names, family or "11", task or "detect", scale or "n", backbone, pretrained)
     return _from_checkpoint(names, Path(model).resolve() if Path(model).is_file() else Path(model), family, task,
@@ -358,7 +369,7 @@ def _without_checkpoint(names, family, task, scale, backbone, pretrained) -> dic
     short = short_names(family, task, scale)
     out = {}
     for n in names or list(short):
-        if n in (f"yolo{family}", "yolo"):
+        if n == f"yolo{family}":  # the name compare took for the baseline before
             n = "baseline"
         if "@" in n:
             raise VariantError(f"variant '{n}': a swap (conv@place) needs model=CHECKPOINT to swap into")
@@ -373,12 +384,22 @@ def _without_checkpoint(names, family, task, scale, backbone, pretrained) -> dic
             raise VariantError(f"unknown model '{n}': give a .yaml or .pt, or one of {', '.join(short)}, or a "
                                "registered backbone (e.g. repvit_m1_1)")
         if src.endswith(".pt"):
-            v = Variant(label(src), "checkpoint", src, identify(src).task if Path(src).is_file() else None)
+            v = Variant(label(src), "checkpoint", src, _pt_task(src, guess_model_task))
         else:
             v = Variant(label(src), "config", src, _yaml_task(cfg or src, guess_model_task), weights=pretrained,
                         backbone=_file(cfg or src, backbone), cfg=cfg)
         out[v.name] = v
     return out
+
+
+def _pt_task(path: str, guess) -> str | None:
+    """A checkpoint's task, or None when the file is not there (yet). No deploy check here: bench measures deploy
+    files too; compare's trainer refuses them when it loads one."""
+    if not Path(path).is_file():
+        return None
+    model = _load(path)
+    d = getattr(model, "yaml", None)
+    return guess(d if isinstance(d, dict) else model)  # the head row: a saved model's args may say "detect"
 
 
 def _yaml_task(model, guess) -> str:
@@ -421,10 +442,14 @@ def _from_checkpoint(names, model: Path, family, task, scale, backbone) -> dict[
             v = Variant(f"{conv.lower()}@{place if at else 'down'}", "swap", str(model), conv=convs[conv.lower()],
                         where=where, **base)
         elif at:
-            raise VariantError(f"variant '{n}': only a conv swaps in at a place ({', '.join(f'{c}@...' for c in convs)})"
-                               f"; {conv} is no registered conv with from_conv")
+            raise VariantError(f"variant '{n}': only a conv swaps in at a place "
+                               f"({', '.join(f'{c}@...' for c in convs)}); {conv} is no registered conv with from_conv")
         elif Path(n).suffix == ".pt":
-            v = Variant(label(n), "checkpoint", n, **base)
+            other = identify(n)
+            if other.task != ident.task:
+                raise VariantError(f"variant '{n}' is a {other.task} checkpoint and model={model.name} a {ident.task} "
+                                   "one: every row of a comparison has one task")
+            v = Variant(label(n), "checkpoint", n, other.task, nc=other.nc, kpt_shape=other.kpt_shape)
         elif Path(n).suffix in (".yaml", ".yml"):
             t = _yaml_task(n, guess_model_task)
             if t != ident.task:

@@ -30,9 +30,9 @@ RATIO_KEYS = ("params_train", "params_deploy", "gflops_train", "gflops_deploy", 
 
 
 def variants(scale: str = "n", family: str = "11", task: str = "detect") -> list[str]:
-    """The stock model of ``family`` x ``task`` at ``scale`` first, then every composed system (``variants.short_names``;
-    for YOLO11 detection also any shipped ``yolo11-*.yaml``, so a module that lands with its config is benchmarked
-    with no edit here)."""
+    """The stock model of ``family`` x ``task`` at ``scale`` first, then every composed system
+    (``variants.short_names``; for YOLO11 detection also any shipped ``yolo11-*.yaml``, so a module that lands with its
+    config is benchmarked with no edit here)."""
     from ..variants import short_names
 
     return list(short_names(family, task, scale).values())
@@ -224,8 +224,9 @@ def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_bat
         row["train_mem_mb"], mem_method = measure.train_step_memory(step, xb)
         del step, xb
     deploy = reparameterize(copy.deepcopy(net)).eval()
+    pick = _compared(net)
     with torch.no_grad():
-        ref, out = measure.first_output(net(xd)), measure.first_output(deploy(xd))
+        ref, out = pick(net(xd)), pick(deploy(xd))
     row.update(params_deploy=n_params(deploy), gflops_deploy=gflops(deploy, imgsz),
                bn_deploy=measure.count_batchnorm(deploy), reparam_max_diff=measure.max_abs_diff(ref, out))
     timed = {"train": lambda m=net: m(xd), "deploy": lambda m=deploy: m(xd)}
@@ -239,13 +240,27 @@ def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_bat
             feed = {sess.get_inputs()[0].name: x.numpy()}
             if dev.type != "cpu":  # compare with fp32 CPU math (CUDA convs may use TF32), as ONNX Runtime runs there
                 with torch.no_grad():
-                    out = measure.first_output(copy.deepcopy(deploy).cpu()(x))
-            row["onnx_max_diff"] = measure.max_abs_diff(sess.run(None, feed)[0], out)
+                    out = pick(copy.deepcopy(deploy).cpu()(x))
+            got = sess.run(None, feed)
+            row["onnx_max_diff"] = measure.max_abs_diff(got[-1] if pick is _logits else got[0], out)
             timed["onnx"] = lambda s=sess, f=feed: s.run(None, f)
         except Exception as e:  # one model that does not export must not sink the whole table
             errors[name] = f"ONNX: {type(e).__name__}: {e}"
             row["onnx_max_diff"] = math.nan
     return row, timed, mem_method
+
+
+def _logits(out):
+    """A classifier's logits from its eval output ``(probabilities, logits)``."""
+    return out[1] if isinstance(out, (list, tuple)) and len(out) == 2 else out
+
+
+def _compared(net: nn.Module):
+    """What the parity checks compare: a detector's decoded predictions (``measure.first_output``); a classifier's
+    logits, since its probabilities over up to 1000 classes are each so small that any error hides under them."""
+    from ultralytics.nn.modules.head import Classify
+
+    return _logits if isinstance(net.model[-1], Classify) else measure.first_output
 
 
 def _ort_version() -> str | None:
