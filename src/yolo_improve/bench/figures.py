@@ -218,6 +218,8 @@ def curves(runs: dict[str, list[Path]], meta: dict, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     task = meta.get("task", "detect")
+    if empty := [m for m, rs in runs.items() if not rs]:
+        raise ValueError(f"curves: no run folders for {', '.join(empty)}")
     data = {m: [read_results(r) for r in rs] for m, rs in runs.items()}
     header = list(dict.fromkeys(k for rs in data.values() for c in rs for k in c))
     metric_cols = [k for k in header if k.startswith("metrics/mAP50-95") or k == "metrics/accuracy_top1"]
@@ -248,6 +250,8 @@ def curves(runs: dict[str, list[Path]], meta: dict, path: Path) -> Path:
             if band.any():
                 ax.fill_between(epochs, np.where(band, lo, np.nan), np.where(band, hi, np.nan), color=st["color"],
                                 alpha=0.18, lw=0)
+        if col in metric_cols:
+            ax.set_ylim(bottom=0, top=max(0.05, ax.get_ylim()[1]))  # an accuracy: its scale starts at 0
         ax.set(xlabel="epoch", title=_curve_label(col, task))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.title.set_fontsize(9)
