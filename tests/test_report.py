@@ -148,7 +148,6 @@ def drawn(monkeypatch):
 
     def keep(fig, path):
         figs[path.name] = fig
-        fig.canvas.draw()
         return real(fig, path)
 
     monkeypatch.setattr(figures, "_save", keep)
