@@ -154,7 +154,7 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
             text = (f"{v}" + (f" (±{hw:.3f})" if is_number(hw) else "")) if interval else "no interval"
             ax.annotate(text, (d, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
                         color=VERDICT_COLOURS.get(v, "0.2"), bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.3})
-        ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi")]
+        ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi", "delta")]
         lo, hi = min([0.0, *filter(is_number, ends)]), max([0.0, *filter(is_number, ends)])
         pad = 0.25 * (hi - lo) or 0.01
         ax.set_xlim(lo - pad, hi + pad)
