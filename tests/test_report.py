@@ -27,7 +27,7 @@ HEADERS = {
     "classify": "epoch,time,train/loss,metrics/accuracy_top1,metrics/accuracy_top5,val/loss,lr/pg0,lr/pg1,lr/pg2",
 }
 META = {"baseline": "yolo11n", "task": "detect", "seeds": [0, 1, 2], "n_boot": 1000, "level": 0.95,
-        "data_label": "held-out", "val_images": 64, "val_instances": 431, "image_only_interval": False, "imgsz": 64,
+        "data_label": "held-out", "val_images": 64, "val_instances": 431.0, "image_only_interval": False, "imgsz": 64,
         "device": "cpu", "threads": 1, "repeats": 5, "warmup": 1, "machine": {"cpu": "test cpu", "cores": 2},
         "date": "2026-12-03"}
 
@@ -106,7 +106,7 @@ def test_a_delta_without_interval_says_so(rows, drawn, tmp_path):
     md = report.write_compare(rows, META, tmp_path)["md"].read_text()
     assert "| 0.330 ±0.012 | +0.030 (no interval) |" in md
     small = next(ax for ax in drawn["forest.png"].axes if ax.get_title() == "box AP small")
-    assert [t.get_text() for t in small.texts][0] == "no interval"
+    assert small.texts[0].get_text() == "no interval"
     assert len([s for s in _bars(small) if s[0][1] == s[1][1]]) == 2, "no bar for the variant without interval"
 
 
@@ -148,7 +148,6 @@ def drawn(monkeypatch):
 
     def keep(fig, path):
         figs[path.name] = fig
-        fig.canvas.draw()
         return real(fig, path)
 
     monkeypatch.setattr(figures, "_save", keep)
@@ -285,6 +284,8 @@ def test_curves_follow_the_task_columns(drawn, tmp_path):
 def test_results_csv_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"seed0/results.csv: no results.csv"):
         figures.read_results(tmp_path / "seed0")
+    with pytest.raises(ValueError, match="no run folders for yolo11n-repvit"):
+        figures.curves({"yolo11n": [tmp_path], "yolo11n-repvit": []}, META, tmp_path / "c.png")
     bad = tmp_path / "bad"
     write_results(bad, "detect", 3, seed=0)
     text = (bad / "results.csv").read_text().splitlines()

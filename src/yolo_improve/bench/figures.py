@@ -97,9 +97,10 @@ def _accuracy_vs_latency(ax, rows: list[dict], meta: dict, style: dict) -> None:
     ax.set(xlabel="deploy-form latency, ms (median; bar: IQR width)",
            ylabel=f"{metric_name(key, meta.get('task', 'detect'))} (mean of {seeds_text(meta, which=False)})",
            title="accuracy vs speed (up-left is better)")
+    only = "; ONE seed: it covers image sampling only" if meta.get("image_only_interval") else ""
     ax.text(0.01, 0.01, f"bar: {meta.get('level', 0.95):.0%} interval of the difference to {base}, from its mean "
-            "(dashed);\ncrossing the dashed line = no difference detected", transform=ax.transAxes, fontsize=7,
-            color="0.3", va="bottom")
+            f"(dashed){only};\ncrossing the dashed line = no difference detected", transform=ax.transAxes,
+            fontsize=7, color="0.3", va="bottom")
 
 
 def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
@@ -152,8 +153,8 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
                         ls="none", marker=st["marker"], color=st["color"], ms=6, mfc=None if interval else "none")
             text = (f"{v}" + (f" (±{hw:.3f})" if is_number(hw) else "")) if interval else "no interval"
             ax.annotate(text, (d, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
-                        color=VERDICT_COLOURS.get(v, "0.2"))
-        ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi")]
+                        color=VERDICT_COLOURS.get(v, "0.2"), bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.3})
+        ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi", "delta")]
         lo, hi = min([0.0, *filter(is_number, ends)]), max([0.0, *filter(is_number, ends)])
         pad = 0.25 * (hi - lo) or 0.01
         ax.set_xlim(lo - pad, hi + pad)
@@ -218,6 +219,8 @@ def curves(runs: dict[str, list[Path]], meta: dict, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     task = meta.get("task", "detect")
+    if empty := [m for m, rs in runs.items() if not rs]:
+        raise ValueError(f"curves: no run folders for {', '.join(empty)}")
     data = {m: [read_results(r) for r in rs] for m, rs in runs.items()}
     header = list(dict.fromkeys(k for rs in data.values() for c in rs for k in c))
     metric_cols = [k for k in header if k.startswith("metrics/mAP50-95") or k == "metrics/accuracy_top1"]
@@ -248,6 +251,8 @@ def curves(runs: dict[str, list[Path]], meta: dict, path: Path) -> Path:
             if band.any():
                 ax.fill_between(epochs, np.where(band, lo, np.nan), np.where(band, hi, np.nan), color=st["color"],
                                 alpha=0.18, lw=0)
+        if col in metric_cols:
+            ax.set_ylim(bottom=0, top=max(0.05, ax.get_ylim()[1]))  # an accuracy: its scale starts at 0
         ax.set(xlabel="epoch", title=_curve_label(col, task))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.title.set_fontsize(9)

@@ -57,8 +57,12 @@ def seeds_text(meta: dict, which: bool = True) -> str:
 def describe_data(meta: dict) -> str:
     """What the accuracy was measured on and how often: held-in / held-out, validation images and objects, seeds.
     Every compare figure and table carries it, since a number without it cannot be judged."""
-    objects = "" if meta.get("task") == "classify" else f", {meta.get('val_instances', '?')} boxes"
-    return (f"{meta.get('data_label', 'held-in or held-out: unknown')} validation, {meta.get('val_images', '?')} "
+    def count(k: str) -> str:
+        v = meta.get(k)
+        return f"{v:.0f}" if is_number(v) else "?"
+
+    objects = "" if meta.get("task") == "classify" else f", {count('val_instances')} boxes"
+    return (f"{meta.get('data_label', 'held-in or held-out: unknown')} validation, {count('val_images')} "
             f"images{objects}; {seeds_text(meta)} per variant")
 
 
