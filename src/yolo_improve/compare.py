@@ -86,7 +86,7 @@ class Job:
     train_args: dict
     config: dict  # what the run is asked to train with (runs.requested); compared with its record
     data: dict  # the dataset's digest
-    asked: dict  # what the run starts from (variant.start_key()), compared with its record
+    asked: dict  # what the run starts from (Variant.record), compared with its record
     estimate: int = 0  # runs to train, this one included (local engine): > 0 logs an estimate after epoch 1
 
 
@@ -242,7 +242,7 @@ def compare(data: str | Path, models=None, *, variants=None, model: str | Path |
 
     ``pretrained``: a YOLO checkpoint every variant starts from, by structural transfer (``transfer.py``).
     ``backbone``: ImageNet weights for the backbone variants, a file or a folder of files named after the variant
-    (``backbone_file``). The table's ``start`` column says what loaded. ``n_boot``: bootstrap replicates (>= 1000).
+    (``variants.backbone_file``). The table's ``start`` column says what loaded. ``n_boot``: bootstrap replicates (>= 1000).
     ``explain``: also write heat maps and effective receptive fields of every variant's best.pt into ``out/explain/``
     (``explain.for_compare``), linked from the report.
     """
@@ -282,9 +282,7 @@ def _jobs(data_yaml, specs: dict[str, Variant], seeds, out, *, epochs, imgsz, ba
     jobs = []
     for name, variant in specs.items():
         check_layout(out, name)
-        asked = {"kind": variant.kind, "source": str(variant.source), "pretrained": variant.weights,
-                 "backbone": variant.backbone, "conv": variant.conv,
-                 "where": list(variant.where) if isinstance(variant.where, tuple) else variant.where}
+        asked = variant.record()
         for s in seeds:
             settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": s}
             job = Job(name, variant, s, run_dir(out, name, s), settings, train_args, requested(settings, train_args),
