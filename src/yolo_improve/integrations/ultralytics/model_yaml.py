@@ -4,6 +4,7 @@ names; the fuse step."""
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from pathlib import Path
 
@@ -376,14 +377,19 @@ def _log_layers(model: nn.Sequential, origin) -> None:
 
 
 # ------------------------------------------------------------------------------------- config names, fuse, thop
+@functools.lru_cache(maxsize=1)
+def _shipped() -> dict[str, Path]:
+    """The package's own YAMLs by file name, listed once (a folder walk per model build cost ~10 ms)."""
+    return {p.name: p for p in sorted(CFG_DIR.rglob("*.yaml"), reverse=True)}  # the first in sorted order wins
+
+
 def check_yaml(file, *args, **kwargs):
     """Resolve bare names of our shipped YAMLs (``yolo11-repvit.yaml``) and of the composed family x task configs
     (``yolo26-seg-repvit.yaml``, see ``yolo_improve.configs``) before the stock lookup."""
     name = str(file)
     if name and Path(name).name == name and not Path(name).exists():
-        hits = sorted(CFG_DIR.rglob(name))
-        if hits:
-            return str(hits[0])
+        if name in _shipped():
+            return str(_shipped()[name])
         composed = configs.resolve(name)
         if composed is not None:
             return str(composed)
