@@ -142,6 +142,8 @@ def detection_model_init(self, cfg=_NO_CFG, *args, **kwargs):
         return init(self, d, *args, **kwargs)
     try:
         return init(self, d, *args, **kwargs)
+    except ModelYAMLError:  # the parser's, already naming its row
+        raise
     except Exception as e:
         model = vars(self).get("_modules", {}).get("model")  # built: the stock stride pass failed on it
         found = _diagnose(d, model, kwargs.get("ch", args[0] if args else 3))
