@@ -186,6 +186,14 @@ def _options(mode: str, args: list[str], defaults: dict | None = None, passthrou
     return {**opts, **extra}
 
 
+# Why the export matrix's onnx latency is not the table's "ONNX Runtime ms": two files, two call paths.
+EXPORT_LATENCY_NOTE = (
+    "export matrix latency: Ultralytics' own export of the deploy checkpoint, called through Ultralytics' AutoBackend "
+    "on a sample image (what YOLO('model.onnx') runs: its opset and graph, plus the input and output conversions of "
+    "each call). The table's ONNX Runtime ms: the deploy network exported in memory with torch.onnx, timed with "
+    "session.run alone. The two are different measurements and need not agree.")
+
+
 def _bench(args: list[str]) -> None:
     """``yolo-improve bench``: params, GFLOPs, latency (train/deploy/ONNX), ONNX parity, training memory."""
     from pathlib import Path
@@ -208,7 +216,7 @@ def _bench(args: list[str]) -> None:
     paths = result.write(out)
     print(f"{result.markdown()}\n\n{describe(result.meta)}")
     if result.meta.get("formats"):
-        print(f"\nexport matrix:\n{result.export_markdown()}")
+        print(f"\nexport matrix:\n{result.export_markdown()}\n{EXPORT_LATENCY_NOTE}")
     for model, err in result.errors.items():
         print(f"WARNING {model}: {err}")
     print(f"\ntable: {paths['md']}  csv: {paths['csv']}  json: {paths['json']}\nplot:  {paths['png']}")
