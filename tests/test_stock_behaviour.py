@@ -7,6 +7,7 @@ back every Ultralytics attribute it replaced), under the same seed.
 """
 
 import inspect
+import pickle
 import re
 import subprocess
 import sys
@@ -116,6 +117,8 @@ def test_item10_stock_parser_error_keeps_its_type(monkeypatch):
     assert type(stock.value) is URLError
     assert isinstance(ours.value, ModelYAMLError) and ours.value.layer == 1 and ours.value.row == d["backbone"][1]
     assert ours.value.reason == "no network (offline)" and "no network (offline)" in str(ours.value)
+    again = pickle.loads(pickle.dumps(ours.value))  # as Ray and multiprocessing send it between processes
+    assert isinstance(again, URLError) and isinstance(again, ModelYAMLError) and str(again) == str(ours.value)
     d["backbone"][0][3][0] = -16  # torch's own RuntimeError, from a stock row
     with pytest.raises(RuntimeError, match=r"model YAML layer 0 \[-1, 1, 'Conv', \[-16, 3, 2\]\]"):
         tasks.DetectionModel(d, verbose=False)
