@@ -79,8 +79,9 @@ HELP_WORDS = ("-h", "--help", "help")
 
 def usage() -> str:
     """``yolo-improve -h``: every mode in one line, generated from the mode tables."""
-    w = max(map(len, SUMMARY)) + 2
-    lines = [f"  {m:<{w}}{SUMMARY[m]}" for m in SUMMARY]
+    modes = list(dict.fromkeys([*SUMMARY, *MODES]))  # a mode without its summary line yet is still listed
+    w = max(map(len, modes)) + 2
+    lines = [f"  {m:<{w}}{SUMMARY.get(m, '')}".rstrip() for m in modes]
     return ("usage: yolo-improve MODE key=value ...\n\n" + "\n".join(lines) + f"\n  {'':<{w}}{STOCK_SUMMARY}\n\n"
             "yolo-improve MODE -h lists a mode's keys and defaults. data=sample is the bundled 24-image COCO sample; "
             "data=path/to/dataset\ntakes a folder with classes.txt and {train,val}/{images,labels} (no data.yaml "
@@ -103,7 +104,7 @@ def mode_help(mode: str) -> str:
     body = "\n".join(rows) if rows else "  (takes no arguments)"
     head = textwrap.fill(f"usage: yolo-improve {mode} {' '.join(shown)}".rstrip(), 120, subsequent_indent=" " * 7,
                          break_on_hyphens=False)
-    return f"{head}\n\n{SUMMARY[mode]}\n\n{body}{more}\n\nDocumentation: {DOCS}."
+    return f"{head}\n\n{SUMMARY.get(mode, '')}\n\n{body}{more}\n\nDocumentation: {DOCS}."
 
 
 def _models(args: list[str]) -> None:
