@@ -9,38 +9,118 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: yolo-improve MODE key=value ...
+DOCS_URL = "https://github.com/yolo-improve/yolo-improve"
+DOCS = f"see docs/ or {DOCS_URL}"
 
-  yolo-improve models                          list the modules and model configs yolo-improve adds
-  yolo-improve check module=pkg.mod:Class [kind=conv|block|same|backbone] [args=[...]] [scales=nsmlx] [onnx=True]
-                                               run the module contract; one table, exit 1 naming a failed check
-  yolo-improve train model=yolo11n-repvit.yaml data=sample epochs=1 imgsz=64 [backbone=repvit_m0_9.pth]
-  yolo-improve swap model=best.pt conv=OREPA|AKConv [where=down|blocks|all|1,3,5] [save=swapped.pt]
-                                               put OREPA/AKConv into a trained model, outputs unchanged
-  yolo-improve reparam model=best.pt [save=...]  write the re-parameterized deploy checkpoint
-  yolo-improve transfer model=yolo11n-repvit.yaml weights=yolo11n.pt [backbone=repvit.pth] [save=start.pt]
-                                               warm start: YOLO11 checkpoint (and backbone weights) -> this model
-  yolo-improve bench [models=baseline,repvit] [scale=n] [family=11] [task=detect] [imgsz=640] [threads=1]
-                     [repeats=20] [device=cpu] [out=...] [formats=torchscript,onnx,openvino,ncnn|all]
-                                               params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory;
-                                               formats=: export matrix (status, decoded parity, size, latency)
-  yolo-improve compare data=path/to/dataset [models=...] [epochs=100] [imgsz=640] [batch=16] [out=...] [any train arg]
-                     [engine=ray [address=auto] [num_gpus=1] [num_cpus=1]] [pretrained=yolo11n.pt] [backbone=FILE|DIR]
-                                               train each variant identically, validate, ablation table + plot;
-                                               engine=ray: each variant a Ray task (pip install "yolo-improve[ray]");
-                                               pretrained= starts every variant from one checkpoint (transfer)
-  yolo-improve demo [epochs=3] [imgsz=64]      compare on the bundled sample: YOLO11n and every shipped config
-  yolo-improve val|predict|export|... key=value   any Ultralytics mode, arguments as for `yolo`
+# Each mode's keys and their defaults: the one table the parser (``_options``) converts values with and the help
+# (``yolo-improve MODE -h``) lists. "" means no default (None); REQUIRED names the keys a mode cannot run without.
+MODELS_OPTS: dict = {}
+CHECK_OPTS = dict(module="", kind="", args="[]", scales="nsmlx", imgsz=64, onnx=True)
+TRAIN_OPTS = dict(model="", data="", backbone="")  # ours; any Ultralytics train argument passes through
+SWAP_OPTS = dict(model="", conv="", where="down", save="")
+REPARAM_OPTS = dict(model="", save="")
+TRANSFER_OPTS = dict(model="", weights="", backbone="", save="")
+BENCH_OPTS = dict(models="", scale="n", family="11", task="detect", imgsz=640, batch=2, repeats=20, warmup=3, threads=1,
+                  device="", onnx=True, memory=True, data="", out="runs/yolo-improve/bench", formats="")
+COMPARE_OPTS = dict(models="", variants="", model="", family="", task="", data="", scale="", seeds="1", epochs=100,
+                    imgsz=640, batch=16, seed=0, repeats=20, warmup=3, threads=1, device="", workers=0,
+                    out="runs/yolo-improve/compare", verbose=True, engine="local", address="", cpus_per_run=1.0,
+                    gpus_per_run=-1.0, pretrained="", backbone="", n_boot=1000, explain=False)
+# The demo's recipe fits a short run on 2 CPU cores (measured, docs/quickstart.md): no warm-up (Ultralytics'
+# lasts >= 100 iterations at a tiny lr), nbs=batch (else 32 steps of gradient accumulation per optimizer step), an
+# explicit AdamW lr (``optimizer=auto`` picks a tiny one), and no mosaic, flips, shifts or colour jitter, so that
+# 16 images are memorized in a few hundred steps; validation only after the last epoch.
+DEMO_OPTS = dict(epochs=30, imgsz=96, batch=2, nbs=2, optimizer="AdamW", lr0=0.003, warmup_epochs=0.0, mosaic=0.0,
+                 translate=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, val=False, repeats=20, threads=1,
+                 out="runs/yolo-improve/demo", verbose=False, pretrained="", backbone="", seeds="3")
+REQUIRED = {"check": ("module",), "swap": ("model", "conv"), "reparam": ("model",), "transfer": ("model",),
+            "compare": ("data",)}
+# modes that also take any Ultralytics train argument (lr0=..., optimizer=...)
+PASSTHROUGH = {"train", "compare", "demo"}
 
-data=sample is the bundled 24-image COCO sample; data=path/to/dataset takes a folder with classes.txt and
-{train,val}/{images,labels} (no data.yaml needed)."""
+# One line per mode for ``yolo-improve -h``, and what its keys mean for ``yolo-improve MODE -h``.
+SUMMARY = {
+    "models": "list the modules and model configs yolo-improve adds",
+    "check": "run the module contract on a registered module or pkg.mod:Class; exit 1 naming a failed check",
+    "train": "Ultralytics' train, with data=sample or a dataset folder and backbone=FILE (ImageNet weights)",
+    "swap": "put OREPA/AKConv into a trained model, outputs unchanged",
+    "reparam": "write the re-parameterized deploy checkpoint",
+    "transfer": "warm start: a YOLO checkpoint (and backbone weights) -> a yolo-improve model",
+    "bench": "params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory; formats=: export matrix",
+    "compare": "train each variant identically, validate, ablation table + plot",
+    "demo": "compare on the bundled sample: YOLO11n and every shipped config at scale n (minutes on 2 CPU cores)",
+}
+KEYS = {
+    "check": dict(module="a registered name or pkg.module:Class", kind="conv|block|same|backbone (default: the "
+                  "registered kind)", args="the YAML row's args after c2, a YAML list, e.g. [3,1]",
+                  scales="model scales to build", imgsz="image size of the checks", onnx="also export to ONNX"),
+    "train": dict(model="a config (yolo11n-repvit.yaml) or checkpoint", data="data=sample (the bundled 24-image "
+                  "sample), a dataset folder (classes.txt and {train,val}/{images,labels}) or a data.yaml",
+                  backbone="ImageNet backbone weights (a file) loaded before training"),
+    "swap": dict(model="the trained checkpoint", conv="OREPA|AKConv", where="down|blocks|all|1,3,5 (layer indexes)",
+                 save="output checkpoint (default: MODEL-CONV.pt beside the input)"),
+    "reparam": dict(model="the training checkpoint", save="output (default: MODEL-deploy.pt beside the input)"),
+    "transfer": dict(model="the yolo-improve config to start", weights="a YOLO checkpoint (yolo11n.pt)",
+                     backbone="ImageNet backbone weights, a file or a timm tag", save="output checkpoint"),
+    "bench": dict(models="comma list: baseline, shipped config names, .yaml files (default: all)",
+                  scale="n|s|m|l|x", device="cpu, 0, ... (default: cpu)", data="a dataset (for its class count)",
+                  formats="torchscript,onnx,openvino,ncnn or all: the export matrix", out="output folder"),
+    "compare": dict(models="comma list: baseline, repvit, convnextv2, unireplknet, orepa, akconv, .yaml/.pt files "
+                    "(default: all)", variants="with model=: orepa@down|blocks|all|1,3,5, akconv@..., repvit, ... "
+                    "(another name for models=)", model="start every row from this checkpoint (the baseline is it, "
+                    "fine-tuned)", family="26|11|v8 for the short names (default 11)",
+                    task="detect|segment|pose|obb|classify for the short names (default detect)",
+                    scale="n|s|m|l|x (default: the checkpoint's, or n)", seeds="number of seeds, or a list [0,1,2]",
+                    data="a dataset folder, a data.yaml, or sample", out="output folder (a rerun reuses finished "
+                    "runs)", engine="local or ray (each run a Ray task: pip install 'yolo-improve[ray]')",
+                    address="the Ray cluster (engine=ray)", cpus_per_run="CPUs per Ray task",
+                    gpus_per_run="GPUs per Ray task, a fraction shares a GPU (-1: one where the cluster has GPUs)",
+                    pretrained="a checkpoint every config row starts from (transfer)",
+                    backbone="ImageNet backbone weights, a file or a folder of them",
+                    n_boot="bootstrap replicates of the intervals (>= 1000)",
+                    explain="also write heat maps and receptive fields of every variant to out/explain/"),
+}
+KEYS["demo"] = {k: v for k, v in KEYS["compare"].items() if k in DEMO_OPTS}
+# Ultralytics modes, run by its own entrypoint with our modules installed (their keys: `yolo cfg`, or its docs)
+STOCK_SUMMARY = "val|predict|export|track|benchmark|...: any Ultralytics mode, arguments as for `yolo`"
+HELP_WORDS = ("-h", "--help", "help")
+
+
+def usage() -> str:
+    """``yolo-improve -h``: every mode in one line, generated from the mode tables."""
+    modes = list(dict.fromkeys([*SUMMARY, *MODES]))  # a mode without its summary line yet is still listed
+    w = max(map(len, modes)) + 2
+    lines = [f"  {m:<{w}}{SUMMARY.get(m, '')}".rstrip() for m in modes]
+    return ("usage: yolo-improve MODE key=value ...\n\n" + "\n".join(lines) + f"\n  {'':<{w}}{STOCK_SUMMARY}\n\n"
+            "yolo-improve MODE -h lists a mode's keys and defaults. data=sample is the bundled 24-image COCO sample; "
+            "data=path/to/dataset\ntakes a folder with classes.txt and {train,val}/{images,labels} (no data.yaml "
+            f"needed). Documentation: {DOCS}.")
+
+
+def mode_help(mode: str) -> str:
+    """``yolo-improve MODE -h``: the mode's keys with the defaults its parser uses (``TABLES``)."""
+    table, required = TABLES[mode], REQUIRED.get(mode, ())
+    shown = [f"{k}=..." if k in required else f"[{k}={table[k] if table[k] != '' else '...'}]" for k in table]
+    import textwrap
+
+    keys = KEYS.get(mode, {})
+    defaults = {k: "required" if k in required else ("no default" if v == "" else f"default {v}")
+                for k, v in table.items()}
+    kw, dw = (max(map(len, x), default=0) + 2 for x in (table, defaults.values()))
+    rows = [f"  {k + '=':<{kw + 1}}{d:<{dw}}{keys.get(k, '')}".rstrip() for k, d in defaults.items()]
+    more = "\n  and any Ultralytics train argument (lr0=..., optimizer=...; `yolo cfg` lists them)" \
+        if mode in PASSTHROUGH else ""
+    body = "\n".join(rows) if rows else "  (takes no arguments)"
+    head = textwrap.fill(f"usage: yolo-improve {mode} {' '.join(shown)}".rstrip(), 120, subsequent_indent=" " * 7,
+                         break_on_hyphens=False)
+    return f"{head}\n\n{SUMMARY.get(mode, '')}\n\n{body}{more}\n\nDocumentation: {DOCS}."
 
 
 def _models(args: list[str]) -> None:
     from . import configs, registry
     from .registry import CFG_DIR
 
-    _kv("models", args, [])  # takes no arguments: refuse any rather than ignore it
+    _options("models", args)  # takes no arguments: refuse any rather than ignore it
 
     entries = list(registry.load_all().values())
     w = max(len(e.args) for e in entries) + 2
@@ -66,31 +146,23 @@ def _models(args: list[str]) -> None:
                 ok = 0
             cells.append(f"{ok}/{len(configs.SYSTEMS)}")
         print(f"  {'yolo' + family:<8}" + "".join(f"{c:>10}" for c in cells))
-    print("  e.g. yolo-improve train model=yolo26n-seg-repvit.yaml data=coco8-seg.yaml")
+    print("  e.g. yolo-improve train model=yolo26n-repvit.yaml data=sample epochs=1 imgsz=64 (-seg, -pose, -obb, -cls: "
+          "data= a dataset of that task)")
 
 
-BENCH_OPTS = dict(models="", scale="n", family="11", task="detect", imgsz=640, batch=2, repeats=20, warmup=3, threads=1,
-                  device="", onnx=True, memory=True, data="", out="runs/yolo-improve/bench", formats="")
-COMPARE_OPTS = dict(models="", variants="", model="", family="", task="", data="", scale="", seeds="1", epochs=100,
-                    imgsz=640, batch=16, seed=0, repeats=20, warmup=3, threads=1, device="", workers=0,
-                    out="runs/yolo-improve/compare", verbose=True, engine="local", address="", cpus_per_run=1.0,
-                    gpus_per_run=-1.0, pretrained="", backbone="", n_boot=1000, explain=False)
-# The demo's recipe fits a short run on 2 CPU cores (measured, README "Main job output"): no warm-up (Ultralytics'
-# lasts >= 100 iterations at a tiny lr), nbs=batch (else 32 steps of gradient accumulation per optimizer step), an
-# explicit AdamW lr (``optimizer=auto`` picks a tiny one), and no mosaic, flips, shifts or colour jitter, so that
-# 16 images are memorized in a few hundred steps; validation only after the last epoch.
-DEMO_OPTS = dict(epochs=30, imgsz=96, batch=2, nbs=2, optimizer="AdamW", lr0=0.003, warmup_epochs=0.0, mosaic=0.0,
-                 translate=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, val=False, repeats=20, threads=1,
-                 out="runs/yolo-improve/demo", verbose=False, pretrained="", backbone="")
-
-
-def _options(mode: str, args: list[str], defaults: dict, passthrough: frozenset = frozenset()) -> dict:
-    """Typed ``key=value`` options: each value is converted to its default's type; ``passthrough`` keys (Ultralytics
-    train arguments) keep Ultralytics' own value parsing. Unknown keys and bad values exit with the accepted keys."""
-    from ultralytics.cfg import smart_value
-
+def _options(mode: str, args: list[str], defaults: dict | None = None, passthrough: frozenset = frozenset()) -> dict:
+    """Typed ``key=value`` options of ``mode`` (its table in ``TABLES`` unless ``defaults`` is given): each value is
+    converted to its default's type; ``passthrough`` keys (Ultralytics train arguments) keep Ultralytics' own value
+    parsing. Unknown keys, bad values and missing required keys exit naming the mode's keys."""
+    defaults = TABLES[mode] if defaults is None else defaults
     more = " and any Ultralytics train argument (lr0=..., optimizer=...)" if passthrough else ""
     raw = _kv(mode, args, list(defaults), set(passthrough), more)
+    missing = [k for k in REQUIRED.get(mode, ()) if not raw.get(k)]
+    if missing:
+        raise SystemExit(f"yolo-improve {mode}: {' and '.join(f'{k}=' for k in missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} required (yolo-improve {mode} -h lists the keys)")
+    if passthrough:
+        from ultralytics.cfg import smart_value
     opts, extra = dict(defaults), {}
     for k, v in raw.items():
         if k not in defaults:
@@ -110,6 +182,14 @@ def _options(mode: str, args: list[str], defaults: dict, passthrough: frozenset 
     return {**opts, **extra}
 
 
+# Why the export matrix's onnx latency is not the table's "ONNX Runtime ms": two files, two call paths.
+EXPORT_LATENCY_NOTE = (
+    "export matrix latency: Ultralytics' own export of the deploy checkpoint, called through Ultralytics' AutoBackend "
+    "on a sample image (what YOLO('model.onnx') runs: its opset and graph, plus the input and output conversions of "
+    "each call). The table's ONNX Runtime ms: the deploy network exported in memory with torch.onnx, timed with "
+    "session.run alone. The two are different measurements and need not agree.")
+
+
 def _bench(args: list[str]) -> None:
     """``yolo-improve bench``: params, GFLOPs, latency (train/deploy/ONNX), ONNX parity, training memory."""
     from pathlib import Path
@@ -120,7 +200,7 @@ def _bench(args: list[str]) -> None:
     from .bench.report import describe
     from .datasets import DatasetLayoutError
 
-    o = _options("bench", args, BENCH_OPTS)
+    o = _options("bench", args)
     out = o.pop("out")
     data = o.pop("data")
     try:
@@ -132,7 +212,7 @@ def _bench(args: list[str]) -> None:
     paths = result.write(out)
     print(f"{result.markdown()}\n\n{describe(result.meta)}")
     if result.meta.get("formats"):
-        print(f"\nexport matrix:\n{result.export_markdown()}")
+        print(f"\nexport matrix:\n{result.export_markdown()}\n{EXPORT_LATENCY_NOTE}")
     for model, err in result.errors.items():
         print(f"WARNING {model}: {err}")
     print(f"\ntable: {paths['md']}  csv: {paths['csv']}  json: {paths['json']}\nplot:  {paths['png']}")
@@ -140,7 +220,7 @@ def _bench(args: list[str]) -> None:
         print(f"export plot: {paths['png_export']}")
 
 
-def _compare(args: list[str], defaults: dict | None = None, data: str | None = None) -> None:
+def _compare(args: list[str], mode: str = "compare", data: str | None = None) -> None:
     """``yolo-improve compare``: train each variant identically, validate, write the ablation table and plot."""
     import logging
 
@@ -152,13 +232,11 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
 
     # any Ultralytics train argument passes through, except those compare sets itself for every run
     fixed = {"model", "project", "name", "exist_ok", "resume", "mode", "task", "deterministic", "data"}
-    o = _options("demo" if defaults else "compare", args, defaults or COMPARE_OPTS, frozenset(DEFAULT_CFG_DICT) - fixed)
+    o = _options(mode, args, passthrough=frozenset(DEFAULT_CFG_DICT) - fixed)
     if data is not None:
         o["data"] = data
     if o.get("gpus_per_run", 0) < 0:  # not given: Ray's tasks ask for one GPU each when the cluster has GPUs
         o["gpus_per_run"] = None
-    if not o.get("data"):
-        raise SystemExit("yolo-improve compare: data= is required: a dataset folder, a data.yaml, or data=sample")
     log = logging.getLogger("yolo_improve")
     handler = logging.StreamHandler(sys.stdout)
     log.addHandler(handler)
@@ -170,7 +248,7 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
     try:
         result = compare(o.pop("data"), o.pop("models", None), **o)
     except (DatasetLayoutError, CompareError, FileNotFoundError, ImportError, ValueError) as e:
-        raise SystemExit(f"yolo-improve {'demo' if defaults else 'compare'}: {e}") from None
+        raise SystemExit(f"yolo-improve {mode}: {e}") from None
     except KeyboardInterrupt:  # Ctrl-C: what is kept, and how to go on, in one line
         raise SystemExit(f"\ninterrupted: finished runs and the last completed epoch of the interrupted run are saved "
                          f"in {out}; run the same command again to resume") from None
@@ -179,7 +257,8 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
         log.removeHandler(handler)
     print(f"\n{result.markdown()}\n\n{result.describe()}")
     print(f"\ntable: {result.paths['md']}  csv: {result.paths['csv']}  json: {result.paths['json']}")
-    print(f"plot:  {result.paths['png']}\ntotal time: {result.meta['wall_s']:.0f} s")
+    extra = "".join(f"  {k}: {result.paths[k]}" for k in ("tex", "forest", "curves") if k in result.paths)
+    print(f"plot:  {result.paths['png']}{extra}\ntotal time: {result.meta['wall_s']:.0f} s")
 
 
 def _demo(args: list[str]) -> None:
@@ -187,7 +266,7 @@ def _demo(args: list[str]) -> None:
     image size (a few minutes on 2 CPU cores); prints the ablation table and where the plot is."""
     from .data import sample_person_view
 
-    _compare(args, DEMO_OPTS, data=str(sample_person_view()))
+    _compare(args, "demo", data=str(sample_person_view()))
     print("data: the bundled sample's 16 train images, person boxes only, validated on the same 16 images (HELD-IN: "
           "this measures how fast each model fits, not how well it generalizes); each row's start is in the table "
           "(scratch unless pretrained= / backbone= were given). For held-out accuracy use compare on real data.")
@@ -214,15 +293,12 @@ def _check(args: list[str]) -> int:
 
     from .contract import check
 
-    kv = _kv("check", args, ["module", "kind", "args", "scales", "imgsz", "onnx"])
-    if "module" not in kv:
-        raise SystemExit("yolo-improve check: module=<registered name or pkg.module:Class> is required")
-    row_args = yaml.safe_load(kv.get("args", "[]"))
+    o = _options("check", args)
+    row_args = yaml.safe_load(o["args"])
     if not isinstance(row_args, list):
-        raise SystemExit(f"yolo-improve check: args={kv['args']!r} must be a YAML list, e.g. args=[3,1]")
+        raise SystemExit(f"yolo-improve check: args={o['args']!r} must be a YAML list, e.g. args=[3,1]")
     try:
-        report = check(kv["module"], kv.get("kind"), row_args, kv.get("scales", "nsmlx"), int(kv.get("imgsz", 64)),
-                       kv.get("onnx", "true").lower() in ("true", "1"))
+        report = check(o["module"], o["kind"], row_args, o["scales"], o["imgsz"], o["onnx"])
     except (ImportError, AttributeError, ValueError) as e:
         raise SystemExit(f"yolo-improve check: {type(e).__name__}: {e}") from None
     print(report.table())
@@ -233,25 +309,21 @@ def _reparam(args: list[str]) -> None:
     """``yolo-improve reparam model=best.pt [save=best-deploy.pt]``: write the deploy-form checkpoint."""
     from .reparam import save_deploy
 
-    kv = _kv("reparam", args, ["model", "save"])
-    if "model" not in kv:
-        raise SystemExit("yolo-improve reparam: model=<checkpoint.pt> is required")
-    print(f"deploy checkpoint written to {save_deploy(kv['model'], kv.get('save'))}")
+    o = _options("reparam", args)
+    print(f"deploy checkpoint written to {save_deploy(o['model'], o['save'])}")
 
 
 def _swap(args: list[str]) -> None:
     """``yolo-improve swap model=W.pt conv=OREPA [where=down|blocks|all|1,3,5] [save=OUT.pt]``."""
     from pathlib import Path
 
-    kv = _kv("swap", args, ["model", "conv", "where", "save"])
-    if "model" not in kv or "conv" not in kv:
-        raise SystemExit("yolo-improve swap: model=<checkpoint.pt> and conv=OREPA|AKConv are required")
+    kv = _options("swap", args)
     import yolo_improve
 
-    where = kv.get("where", "down")
+    where = kv["where"]
     if where and where.replace(",", "").replace("-", "").isdigit():
         where = [int(x) for x in where.split(",") if x]
-    save = kv.get("save") or str(Path(kv["model"]).with_name(f"{Path(kv['model']).stem}-{kv['conv'].lower()}.pt"))
+    save = kv["save"] or str(Path(kv["model"]).with_name(f"{Path(kv['model']).stem}-{kv['conv'].lower()}.pt"))
     try:
         report = yolo_improve.swap(kv["model"], kv["conv"], where, save=save, verbose=False)
     except (ValueError, TypeError, FileNotFoundError) as e:
@@ -303,9 +375,10 @@ def _transfer(args: list[str]) -> None:
     """``yolo-improve transfer model=CFG weights=YOLO.pt [backbone=FILE|timm-tag] [save=OUT.pt]``: warm start."""
     from .transfer import warm_start
 
-    kv = _kv("transfer", args, ["model", "weights", "backbone", "save"])
-    if "model" not in kv or not {"weights", "backbone"} & set(kv):
-        raise SystemExit("yolo-improve transfer: model=<cfg.yaml> and weights=<yolo.pt> and/or backbone=<file> needed")
+    kv = _options("transfer", args)
+    if not (kv["weights"] or kv["backbone"]):
+        raise SystemExit("yolo-improve transfer: weights=<yolo.pt> and/or backbone=<file> needed (yolo-improve "
+                         "transfer -h lists the keys)")
     import yolo_improve  # noqa: F401
 
     path = warm_start(**kv)
@@ -314,6 +387,8 @@ def _transfer(args: list[str]) -> None:
 
 MODES = {"models": _models, "check": _check, "demo": _demo, "reparam": _reparam, "swap": _swap, "bench": _bench,
          "compare": _compare, "transfer": _transfer}  # each takes the key=value args after the mode
+TABLES = {"models": MODELS_OPTS, "check": CHECK_OPTS, "train": TRAIN_OPTS, "swap": SWAP_OPTS, "reparam": REPARAM_OPTS,
+          "transfer": TRANSFER_OPTS, "bench": BENCH_OPTS, "compare": COMPARE_OPTS, "demo": DEMO_OPTS}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -341,8 +416,11 @@ def _check_mode(word: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("help", "-h", "--help"):
-        print(USAGE)
+    if not argv or argv[0] in HELP_WORDS:
+        print(usage())
+        return 0
+    if argv[0] in TABLES and any(a in HELP_WORDS for a in argv[1:]):
+        print(mode_help(argv[0]))
         return 0
     if argv[0] in ("-v", "--version", "version"):
         import ultralytics

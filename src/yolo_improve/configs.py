@@ -18,6 +18,7 @@ also ship as files (commented, to copy and edit); the tests check that this rule
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 from pathlib import Path
@@ -102,6 +103,12 @@ def _backbone(d: dict, system: str, classify: bool) -> dict:
     return d
 
 
+@functools.lru_cache(maxsize=None)
+def _load(path: Path) -> dict:
+    """A stock YAML, parsed once per process (``yolo-improve models`` composes each one five times)."""
+    return yaml.safe_load(path.read_text())
+
+
 def compose(name: str) -> dict:
     """The model dict for a composed name (scale letter optional), or a ValueError naming what is not composable."""
     m = NAME.match(Path(name).name)
@@ -109,9 +116,7 @@ def compose(name: str) -> dict:
         raise ValueError(f"'{name}' is not a composed config name: "
                          "yolo{26,11,v8}{n,s,m,l,x}[-seg|-pose|-obb|-cls]-{" + ",".join(SYSTEMS) + "}.yaml")
     family, _, task, system = m.groups()
-    src = _stock(family, task or "")
-    d = yaml.safe_load(src.read_text())
-    d = copy.deepcopy(d)
+    d = copy.deepcopy(_load(_stock(family, task or "")))
     module = SYSTEMS[system]
     if system in ("orepa", "akconv"):
         return _conv(d, module)

@@ -199,8 +199,7 @@ def register_family(family: str, variants: str, builder: str, cls: str, summary:
 
 
 def _expand(family: str) -> None:
-    table, builder, cls, summary, options = _FAMILIES.pop(family)
-    build = resolve(builder)
+    table, build, cls, summary, options = _FAMILIES.pop(family)  # build: an import path, resolved when first built
     per_scale = ", ".join(f"{s} {v}" for s, v in zip(SCALES, SCALE_VARIANTS[family]))
     more = "".join(f", {o}" for o in options)
     register(cls, name=family, kind="backbone", args=f"[{more[2:]}] (variant per scale)", max_args=len(options),
@@ -223,12 +222,14 @@ def _variant(family: Callable, variant: str, c1: int, multiplier: float | None =
                                    or not 0 < multiplier <= MAX_MULTIPLIER):
         raise ValueError(f"channel multiplier must be a number in (0, {MAX_MULTIPLIER:g}] (1.0 = the paper's widths), "
                          f"got {multiplier!r}")
+    family = resolve(family) if isinstance(family, str) else family
     return family(variant, c1, width if multiplier is None else float(multiplier), max_channels, *options)
 
 
 def _per_scale(family: Callable, prefix: str, c1: int, *options, scale: str | None = None, **_):
     """Build the published variant ``SCALE_VARIANTS`` names for this model scale, at full width (the scale's width
     multiplier and ``max_channels`` are for shrinking one variant; this row picks a variant instead)."""
+    family = resolve(family) if isinstance(family, str) else family
     return family(scale_variant(prefix, scale), c1, 1.0, math.inf, *options)
 
 
@@ -309,9 +310,9 @@ register("yolo_improve.layers.orepa:OREPA", kind="conv", args="[c2, k=3, s=1, p=
 register("yolo_improve.layers.akconv:AKConv", kind="conv", args="[c2, num_param=5, s=1]", max_args=3,
          summary="AKConv (Zhang et al., 2023): conv with an arbitrary number of learned sampling points",
          flops="yolo_improve.layers.akconv:thop_count")
-register_family("repvit", "yolo_improve.backbones.timm:REPVIT", "yolo_improve.backbones.timm:repvit",
+register_family("repvit", "yolo_improve.backbones:REPVIT", "yolo_improve.backbones.timm:repvit",
                 "yolo_improve.backbones.timm:TimmBackbone", "RepViT (Wang et al., CVPR 2024), timm implementation")
-register_family("convnextv2", "yolo_improve.backbones.timm:CONVNEXTV2", "yolo_improve.backbones.timm:convnextv2",
+register_family("convnextv2", "yolo_improve.backbones:CONVNEXTV2", "yolo_improve.backbones.timm:convnextv2",
                 "yolo_improve.backbones.timm:TimmBackbone", "ConvNeXt V2 (Woo et al., CVPR 2023), timm implementation",
                 options=("norm=bn|ln",))
 register_family("unireplknet", "yolo_improve.backbones.unireplknet:VARIANTS",

@@ -14,33 +14,9 @@ import torch
 from timm.layers.grn import GlobalResponseNorm
 from torch import nn
 
-from . import scale_widths
+from . import CONVNEXTV2, REPVIT, scale_widths  # noqa: F401  (the variant tables, re-exported)
 
 STRIDES = (4, 8, 16, 32)
-
-# RepViT (Wang et al., CVPR 2024). timm registers m0_9 .. m2_3; m0_6 is the m0_9 family at the official
-# widths and depths. Widths are the stage embed dims; a channel multiplier scales them.
-REPVIT = {
-    "m0_6": ((40, 80, 160, 320), (1, 1, 8, 1)),
-    "m0_9": ((48, 96, 192, 384), (2, 2, 14, 2)),
-    "m1_0": ((56, 112, 224, 448), (2, 2, 14, 2)),
-    "m1_1": ((64, 128, 256, 512), (2, 2, 12, 2)),
-    "m1_5": ((64, 128, 256, 512), (4, 4, 24, 4)),
-    "m2_3": ((80, 160, 320, 640), (6, 6, 34, 2)),
-}
-
-# ConvNeXt V2 (Woo et al., CVPR 2023): dims and depths of every variant timm registers as convnextv2_<name>.
-CONVNEXTV2 = {
-    "atto": ((40, 80, 160, 320), (2, 2, 6, 2)),
-    "femto": ((48, 96, 192, 384), (2, 2, 6, 2)),
-    "pico": ((64, 128, 256, 512), (2, 2, 6, 2)),
-    "nano": ((80, 160, 320, 640), (2, 2, 8, 2)),
-    "tiny": ((96, 192, 384, 768), (3, 3, 9, 3)),
-    "base": ((128, 256, 512, 1024), (3, 3, 27, 3)),
-    "large": ((192, 384, 768, 1536), (3, 3, 27, 3)),
-    "huge": ((352, 704, 1408, 2816), (3, 3, 27, 3)),
-}
-
 
 class GlobalResponseNorm32(GlobalResponseNorm):
     """timm's GRN (ConvNeXt V2) with its global L2 norm taken in float32.

@@ -22,7 +22,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch import nn
 
 from ..layers._fuse import dilate, fuse_bn, pad_to
@@ -162,7 +161,12 @@ class UniRepLKNetBlock(nn.Module):
         self.pwconv2 = nn.Linear(4 * dim, dim, bias=False)  # the BN after it provides the bias
         self.ffn_bn = nn.BatchNorm2d(dim)
         self.layer_scale = nn.Parameter(torch.full((dim,), layer_scale_init_value)) if layer_scale_init_value else None
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        if drop_path > 0:
+            from timm.layers import DropPath  # here: importing timm takes seconds, the variant table needs none
+
+            self.drop_path = DropPath(drop_path)
+        else:
+            self.drop_path = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.se(self.norm(self.dwconv(x))).permute(0, 2, 3, 1)

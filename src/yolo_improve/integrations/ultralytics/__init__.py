@@ -65,7 +65,8 @@ T, ENGINE = "ultralytics.nn.tasks", "ultralytics.engine"
 PATCHES = (
     Patch(T, "parse_model", model_yaml.parse_model, "YAML rows that name registered modules; row-level errors"),
     Patch(T, "DetectionModel.__init__", model_yaml.detection_model_init,
-          "check the first row, which DetectionModel reads before parse_model"),
+          "check the first row, which DetectionModel reads before parse_model; a stock YAML keeps the stock default "
+          "config and error types, its failing row named"),
     Patch(T, "check_yaml", model_yaml.check_yaml, "bare names of the package's YAMLs (yolo11n-repvit.yaml)"),
     Patch(T, "torch_safe_load", checkpoints.torch_safe_load,
           "errors naming a bad checkpoint file; refusing checkpoints of a newer yolo-improve; FLOP rules of loaded "
@@ -73,7 +74,8 @@ PATCHES = (
     Patch(T, "_SafeLoad.loading", checkpoints.safe_loading, "allow-list registered classes under safe loading "
           "(Ultralytics 8.4+)", staticmethod, optional=True),
     Patch(T, "BaseModel.fuse", model_yaml.fuse, "the deploy step: re-parameterize, then Ultralytics' Conv+BN fold"),
-    Patch(T, "BaseModel.load", training.load, "warm start: align layers by structure when rows shifted"),
+    Patch(T, "BaseModel.load", training.load, "warm start: align layers by structure when rows shifted; models with "
+          "our modules keep loaded weights through train()"),
     Patch("ultralytics.utils.checks", "check_font", training.check_font, "no font download attempts offline"),
     Patch("ultralytics.data.utils", "check_font", training.check_font, "the same, imported by name there"),
     Patch(f"{ENGINE}.trainer", "BaseTrainer.build_optimizer", training.build_optimizer,

@@ -14,9 +14,58 @@ class ModelYAMLError(ValueError):
     """A model YAML row that cannot be built; names the layer index, the row and what is wrong."""
 
     def __init__(self, layer: int | None, row, problem: str):
-        self.layer, self.row, self.problem = layer, row, problem
-        where = f"layer {layer} {row!r}" if layer is not None else f"row {row!r}"
-        super().__init__(f"model YAML {where}: {problem}")
+        super().__init__()
+        _set_fields(self, layer, row, problem)
+
+    like_type: type | None = None  # the stock type this error also is (``like``)
+
+    def __str__(self) -> str:  # our message, also where the error doubles as a stock type with its own (``like``)
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self):  # pickled by how it was made (Ray and multiprocessing send errors between processes)
+        return _unpickle, (self.like_type, self.layer, self.row, self.problem)
+
+
+_LIKE: dict[type, type] = {}  # stock exception type -> the ModelYAMLError subclass that is also of that type
+
+
+def like(original: BaseException, layer: int | None, row, problem: str) -> ModelYAMLError:
+    """A ``ModelYAMLError`` naming the row, that is also an instance of ``original``'s type (``URLError``,
+    ``KeyError``, ...): an error the stock parser raised keeps its type, so code that catches the stock type still
+    catches it, and our callers still catch ``ModelYAMLError``. It carries ``original``'s attributes
+    (``URLError.reason``, ``OSError.errno``); where the two types cannot be combined it is a plain ``ModelYAMLError``
+    with the original as its ``__cause__`` (set by ``raise ... from``)."""
+    base = type(original)
+    if isinstance(original, ModelYAMLError):
+        return original
+    cls = _LIKE.get(base)
+    if cls is None:
+        try:
+            cls = ModelYAMLError if issubclass(ModelYAMLError, base) else type(
+                "ModelYAMLError", (ModelYAMLError, base),
+                {"__module__": __name__, "__qualname__": f"ModelYAMLError({base.__name__})", "like_type": base})
+        except TypeError:  # a type that no class can share (layout conflict, a final type)
+            cls = ModelYAMLError
+        _LIKE[base] = cls
+    if cls is ModelYAMLError:
+        return ModelYAMLError(layer, row, problem)
+    err = base.__new__(cls)  # OSError's layout needs its own __new__; no __init__: stock types differ in signature
+    if isinstance(original, OSError):  # its fields live outside __dict__
+        for name in ("errno", "strerror", "filename", "filename2"):
+            setattr(err, name, getattr(original, name))
+    err.__dict__.update(vars(original))
+    _set_fields(err, layer, row, problem)
+    return err
+
+
+def _set_fields(err: ModelYAMLError, layer: int | None, row, problem: str) -> None:
+    err.layer, err.row, err.problem = layer, row, problem
+    where = f"layer {layer} {row!r}" if layer is not None else f"row {row!r}"
+    err.args = (f"model YAML {where}: {problem}",)
+
+
+def _unpickle(base: type | None, layer, row, problem) -> ModelYAMLError:
+    return ModelYAMLError(layer, row, problem) if base is None else like(base.__new__(base), layer, row, problem)
 
 
 class CheckpointError(TypeError):

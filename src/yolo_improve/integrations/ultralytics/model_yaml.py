@@ -4,6 +4,7 @@ names; the fuse step."""
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ultralytics.utils import LOGGER
 from ... import configs, registry
 from ...reparam import reparameterize_modules
 from ...swap import apply_swaps
-from ._common import CFG_DIR, ModelYAMLError, package_version, stock
+from ._common import CFG_DIR, ModelYAMLError, like, package_version, stock
 from .flops import teach_thop
 
 PARSE = "ultralytics.nn.tasks.parse_model"
@@ -114,11 +115,54 @@ def check_sections(d: dict) -> None:
     _check_row(0, d["backbone"][0])
 
 
-def detection_model_init(self, cfg="yolo11n.yaml", *args, **kwargs):
-    """``DetectionModel.__init__`` that checks the YAML before Ultralytics indexes into its first row."""
+def names_ours(d: dict) -> bool:
+    """Whether a model dict involves yolo-improve: a row naming a registered module, or our own keys (a swapped or a
+    deploy model). Malformed rows are skipped here (the stock parser or ``check_sections`` reports them)."""
+    if d.get("swap") or d.get("deploy"):
+        return True
+    rows = [r for s in ("backbone", "head") if isinstance(d.get(s), list) for r in d[s]]
+    return any(isinstance(r, (list, tuple)) and len(r) == 4 and isinstance(r[2], str) and _entry(r[2]) is not None
+               for r in rows)
+
+
+_NO_CFG = object()
+
+
+def detection_model_init(self, cfg=_NO_CFG, *args, **kwargs):
+    """``DetectionModel.__init__`` that checks a YAML naming our modules before Ultralytics indexes into its first
+    row. A YAML that names none goes to the stock constructor as it is (its own default config when none is given);
+    only when the stock constructor fails do our row checks and dry run name the row, in an error that keeps the
+    stock error's type (``like``)."""
+    init = stock("ultralytics.nn.tasks.DetectionModel.__init__")
+    if cfg is _NO_CFG:
+        return init(self, *args, **kwargs)
     d = cfg if isinstance(cfg, dict) else tasks.yaml_model_load(cfg)
-    check_sections(d)
-    stock("ultralytics.nn.tasks.DetectionModel.__init__")(self, d, *args, **kwargs)
+    if names_ours(d):
+        check_sections(d)
+        return init(self, d, *args, **kwargs)
+    try:
+        return init(self, d, *args, **kwargs)
+    except ModelYAMLError:  # the parser's, already naming its row
+        raise
+    except Exception as e:
+        model = vars(self).get("_modules", {}).get("model")  # built: the stock stride pass failed on it
+        found = _diagnose(d, model, kwargs.get("ch", args[0] if args else 3))
+        if found is None:
+            raise
+        raise like(e, found.layer, found.row, found.problem) from e
+
+
+def _diagnose(d: dict, model: nn.Sequential | None, ch) -> ModelYAMLError | None:
+    """What our row checks, then a dry run of the built layers, find wrong with a YAML the stock code failed on."""
+    try:
+        check_sections(d)
+        for layer, row in enumerate(d["backbone"] + d["head"]):
+            _check_row(layer, row)
+        if isinstance(model, nn.Sequential) and isinstance(ch, int):
+            _dry_run(model, ch, d["backbone"] + d["head"])
+    except ModelYAMLError as found:
+        return found
+    return None
 
 
 def parse_model(d, ch, verbose=True):
@@ -126,6 +170,8 @@ def parse_model(d, ch, verbose=True):
     from . import apply_pending
 
     apply_pending()
+    if not names_ours(d):  # stock rows only: the stock parser, untouched (our checks only name the row it failed on)
+        return _stock_parse(d, ch, verbose)
     if d.get("deploy"):
         raise ModelYAMLError(None, "deploy: true", "this model is a re-parameterized deploy checkpoint; it validates, "
                              "predicts and exports, but to train, start from the training checkpoint it was made from")
@@ -157,7 +203,7 @@ def parse_model(d, ch, verbose=True):
             layers.append([-1, 1, "nn.Identity", []])
             layers += [[layer, 1, "Index", [c, i]] for i, c in enumerate(backbone.channels)]
             origin += [row] * 5
-    if not plan:
+    if not plan:  # stock rows and a swap key
         model, save = _stock_parse(d, ch, verbose, origin)
         _apply_swaps(model, d)
         _dry_run(model, ch, origin)
@@ -197,6 +243,8 @@ def _apply_swaps(model: nn.Sequential, d: dict) -> None:
 
 # layers whose forward takes more than the previous output (text embeddings): not dry-runnable on an image alone
 _MULTI_INPUT = {"C2fAttn", "ImagePoolingAttn"}
+# a module's registries of parameters, buffers and children, which a dry run in eval mode does not change
+_MODULE_DICTS = {"_parameters", "_buffers", "_modules"}
 # heads whose forward needs more than feature maps (text embeddings, targets): dry-run up to them
 _HEADS_WITH_EXTRA_INPUTS = {"WorldDetect", "YOLOEDetect", "YOLOESegment", "YOLOESegment26", "RTDETRDecoder"}
 
@@ -204,12 +252,13 @@ _HEADS_WITH_EXTRA_INPUTS = {"WorldDetect", "YOLOEDetect", "YOLOESegment", "YOLOE
 def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
     """Run every layer once on a small image, so that a shape mismatch (e.g. a Concat of maps at different strides,
     or a last row that is no head, which Ultralytics would only meet in training) is reported at its own layer
-    instead of as a bare error from deep inside the model. Heads cache anchors by input shape: the cache is cleared
-    afterwards, since their strides are not set yet."""
+    instead of as a bare error from deep inside the model. Every module's plain attributes are put back afterwards
+    (heads cache anchors, strides and the input shape; the train/eval flags), so the model leaves the build in the
+    state the stock build leaves it in."""
     if any(type(m).__name__ in _MULTI_INPUT for m in model) or any(p.is_meta for p in model.parameters()):
         return  # a build on torch.device("meta") only checks the structure: no values to run
     layers = model[:-1] if type(model[-1]).__name__ in _HEADS_WITH_EXTRA_INPUTS else model
-    was_training = model.training
+    state = [(m, {k: v for k, v in vars(m).items() if k not in _MODULE_DICTS}) for m in model.modules()]
     model.eval()
     x, y, sizes = torch.zeros(1, c1, 64, 64), [], {}
     try:
@@ -235,11 +284,10 @@ def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
                     raise ModelYAMLError(m.i, row, "produces an empty output (zero channels or a zero-size map)")
                 y.append(x)
     finally:
-        for m in model[-1:]:
-            for cache in ("shape", "shapes"):
-                if getattr(m, cache, None) is not None:
-                    setattr(m, cache, None)
-        model.train(was_training)
+        for m, attrs in state:
+            for k in [k for k in vars(m) if k not in attrs and k not in _MODULE_DICTS]:
+                delattr(m, k)
+            vars(m).update(attrs)
 
 
 def _map_size(x) -> tuple[int, int] | None:
@@ -260,15 +308,24 @@ def _odd_stride(sizes: dict) -> tuple[int, tuple] | None:
     return None
 
 
-def _stock_parse(d, ch, verbose, origin):
+def _stock_parse(d, ch, verbose, origin=None):
+    """The stock parser. Its errors name the row (our row checks' finding, else the row it was building) and keep
+    their type (``like``). Without ``origin`` (a YAML of stock rows only) an error no row can be blamed for is
+    re-raised untouched."""
     try:
         return stock(PARSE)(d, ch, verbose=verbose)
     except ModelYAMLError:
         raise
     except Exception as e:
-        layer = _stock_failure(e)
-        row = origin[layer] if layer is not None and layer < len(origin) else None
-        raise ModelYAMLError(layer, row, f"{type(e).__name__}: {e}") from e
+        found = _diagnose(d, None, ch) if origin is None else None
+        if found is None:
+            layer = _stock_failure(e)
+            rows = origin if origin is not None else d["backbone"] + d["head"]
+            if layer is None and origin is None:
+                raise
+            row = rows[layer] if layer is not None and layer < len(rows) else None
+            found = ModelYAMLError(layer, row, f"{type(e).__name__}: {e}")
+        raise like(e, found.layer, found.row, found.problem) from e
 
 
 def _build(entry: registry.Module, placeholder: nn.Module, row, yaml_activation: bool) -> nn.Module:
@@ -322,14 +379,19 @@ def _log_layers(model: nn.Sequential, origin) -> None:
 
 
 # ------------------------------------------------------------------------------------- config names, fuse, thop
+@functools.lru_cache(maxsize=1)
+def _shipped() -> dict[str, Path]:
+    """The package's own YAMLs by file name, listed once (a folder walk per model build cost ~10 ms)."""
+    return {p.name: p for p in sorted(CFG_DIR.rglob("*.yaml"), reverse=True)}  # the first in sorted order wins
+
+
 def check_yaml(file, *args, **kwargs):
     """Resolve bare names of our shipped YAMLs (``yolo11-repvit.yaml``) and of the composed family x task configs
     (``yolo26-seg-repvit.yaml``, see ``yolo_improve.configs``) before the stock lookup."""
     name = str(file)
     if name and Path(name).name == name and not Path(name).exists():
-        hits = sorted(CFG_DIR.rglob(name))
-        if hits:
-            return str(hits[0])
+        if name in _shipped():
+            return str(_shipped()[name])
         composed = configs.resolve(name)
         if composed is not None:
             return str(composed)

@@ -54,13 +54,20 @@ def build_optimizer(self, model, *args, **kwargs):
 
 def check_font(font="Arial.ttf"):
     """Ultralytics' font lookup minus its download attempt while offline: it ignores YOLO_OFFLINE and each attempt
-    costs seconds per run. The result is what a failed download gives (no font file; plots use Pillow's default)."""
+    costs seconds per run. Offline it looks where the stock lookup looks before it downloads (the user config dir,
+    then the fonts matplotlib has, in its cached list) and returns what a failed download gives when neither has the
+    font (None; plots use Pillow's default). Written out because the stock function has no offline switch."""
     from ultralytics import utils
 
     if utils.ONLINE:
         return stock("ultralytics.utils.checks.check_font")(font)
     file = utils.USER_CONFIG_DIR / Path(font).name
-    return file if file.exists() else None
+    if file.exists():
+        return file
+    from matplotlib import font_manager
+
+    return next((f.fname for f in font_manager.fontManager.ttflist if font in f.fname and Path(f.fname).exists()),
+                None)
 
 
 # ------------------------------------------------------------------------------------- warm start (transfer.py)
@@ -68,7 +75,9 @@ def check_font(font="Arial.ttf"):
 # the indexes, and ``Model.train`` rebuilds the model from YAML, dropping weights loaded into ``YOLO(cfg).model``
 # unless a checkpoint was loaded. ``load`` routes a source whose layers differ from the model's (and that involves
 # our modules) to ``transfer.transfer`` and otherwise runs the stock ``load`` plus the BatchNorm eps/momentum copy;
-# ``train`` hands a model that yolo-improve loaded weights into over as the starting checkpoint.
+# ``train`` hands a model that yolo-improve loaded weights into over as the starting checkpoint. A model of stock
+# modules only keeps stock behaviour: ``YOLO(cfg).model.load(w)`` then ``train()`` rebuilds it from YAML, as stock
+# does (``YOLO(cfg).load(w)``, which sets the checkpoint, keeps the weights in both).
 def load(self, weights, verbose=True):
     """``BaseModel.load`` that aligns layers by structure when the source's layer list differs from this model's, and
     that first gives a ConvNeXt V2 layer 0 the norm form of the source's (``follow_norm_form``)."""
@@ -83,7 +92,8 @@ def load(self, weights, verbose=True):
     out = stock("ultralytics.nn.tasks.BaseModel.load")(self, weights, verbose)
     if isinstance(source, nn.Module):
         transfer.copy_norm_settings(self, source)  # initialize_weights reset them; state dicts do not carry them
-    transfer.keep_weights(self)
+    if any(type(m).__module__.startswith("yolo_improve.") for m in self.modules()):
+        transfer.keep_weights(self)
     return out
 
 
