@@ -79,7 +79,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circle_in_src():
     graph = import_graph()
-    assert len(graph) > 20 and "yolo_improve.transfer" in graph["yolo_improve.compare"]  # the walk sees imports
+    assert len(graph) > 20 and "yolo_improve.transfer" in graph["yolo_improve.variants"]  # the walk sees lazy imports
     assert cycles(graph) == [], "import circles (each a group of modules that import each other): " + str(cycles(graph))
 
 
