@@ -171,6 +171,7 @@ def test_plot_draws_the_accuracy_interval(rows, drawn, tmp_path):
         assert sorted([y0, y1]) == pytest.approx([0.40 + r["map50_95_lo"], 0.40 + r["map50_95_hi"]])
     assert [line.get_ydata()[0] for line in acc.lines if line.get_linestyle() == "--"] == [pytest.approx(0.40)]
     assert "box mAP50-95" in acc.get_ylabel() and "mean of 3 seeds)" in acc.get_ylabel()
+    assert "95% interval of the difference to yolo11n" in acc.get_xlabel()
     assert "held-out validation, 64 images, 431 boxes; 3 seeds (0, 1, 2)" in drawn["plot.png"]._suptitle.get_text()
     img = matplotlib.image.imread(tmp_path / "plot.png")
     assert img.shape[1] > 1000 and img.std() > 0

@@ -94,13 +94,12 @@ def _accuracy_vs_latency(ax, rows: list[dict], meta: dict, style: dict) -> None:
         ax.axhline(b, color="C3", lw=1, ls="--", alpha=0.7)
     top = max(0.05, max(tops, default=0) * 1.15)
     ax.set_ylim(bottom=-0.03 * top, top=top)
-    ax.set(xlabel="deploy-form latency, ms (median; bar: IQR width)",
-           ylabel=f"{metric_name(key, meta.get('task', 'detect'))} (mean of {seeds_text(meta, which=False)})",
+    only = ", ONE seed: image sampling only" if meta.get("image_only_interval") else ""
+    ax.set_xlabel(f"deploy-form latency, ms (median; horizontal bar: IQR width)\nvertical bar: "
+                  f"{meta.get('level', 0.95):.0%} interval of the difference to {base}{only},\ndrawn from {base}'s "
+                  "mean (dashed line); a bar crossing it: no difference detected", fontsize=8)
+    ax.set(ylabel=f"{metric_name(key, meta.get('task', 'detect'))} (mean of {seeds_text(meta, which=False)})",
            title="accuracy vs speed (up-left is better)")
-    only = "; ONE seed: it covers image sampling only" if meta.get("image_only_interval") else ""
-    ax.text(0.01, 0.01, f"bar: {meta.get('level', 0.95):.0%} interval of the difference to {base}, from its mean "
-            f"(dashed){only};\ncrossing the dashed line = no difference detected", transform=ax.transAxes,
-            fontsize=7, color="0.3", va="bottom")
 
 
 def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
