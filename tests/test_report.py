@@ -110,6 +110,16 @@ def test_a_delta_without_interval_says_so(rows, drawn, tmp_path):
     assert len([s for s in _bars(small) if s[0][1] == s[1][1]]) == 2, "no bar for the variant without interval"
 
 
+def test_nothing_learned_is_no_resolution(tmp_path):
+    """Both models at 0 on every image give the interval [0, 0]: the table says so rather than ±0.000."""
+    zero = [row("yolo11n", DET[:2], 0.0), row("yolo11n-repvit", DET[:2], 0.0, 0.0, 0.0)]
+    for r in zero:
+        r |= {"map50_mean": 0.0}
+    md = report.write_compare(zero, META, tmp_path)["md"].read_text()
+    assert "+0.000 [+0.000, +0.000] no difference detected (both 0: nothing to resolve) |" in md
+    assert "(±0.000)" not in md
+
+
 def test_one_seed_and_held_in_say_what_the_interval_misses(tmp_path):
     one = [row("yolo11n", DET, 0.40, seeds=1), row("yolo11n-repvit", DET, 0.43, 0.03, 0.01, seeds=1)]
     meta = {**META, "seeds": [0], "image_only_interval": True, "data_label": "held-in"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import describe_data, is_number, metric_keys, metric_name, primary_key, seeds_text
+from .labels import describe_data, is_number, metric_keys, metric_name, primary_key, resolution, seeds_text
 
 VERDICT_COLOURS = {"better": "C2", "worse": "C3", "no difference detected": "0.35"}
 
@@ -143,14 +143,14 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
     for ax, key in zip(axes.flat, keys):
         ax.axvline(0, color="C3", lw=1, ls="--", alpha=0.7)
         for y, r in enumerate(variants):
-            d, lo, hi, v, hw = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "verdict", "halfwidth"))
+            d, lo, hi, v = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "verdict"))
             if not is_number(d):
                 continue
             interval = is_number(lo) and is_number(hi)
             st = style[r["model"]]
             ax.errorbar(d, y, xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]] if interval else None, capsize=3,
                         ls="none", marker=st["marker"], color=st["color"], ms=6, mfc=None if interval else "none")
-            text = (f"{v}" + (f" (±{hw:.3f})" if is_number(hw) else "")) if interval else "no interval"
+            text = f"{v}{resolution(r, key)}" if interval else "no interval"
             ax.annotate(text, (d, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
                         color=VERDICT_COLOURS.get(v, "0.2"), bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.3})
         ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi", "delta")]
