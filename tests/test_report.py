@@ -110,6 +110,16 @@ def test_a_delta_without_interval_says_so(rows, drawn, tmp_path):
     assert len([s for s in _bars(small) if s[0][1] == s[1][1]]) == 2, "no bar for the variant without interval"
 
 
+def test_nothing_learned_is_no_resolution(tmp_path):
+    """Both models at 0 on every image give the interval [0, 0]: the table says so rather than ±0.000."""
+    zero = [row("yolo11n", DET[:2], 0.0), row("yolo11n-repvit", DET[:2], 0.0, 0.0, 0.0)]
+    for r in zero:
+        r |= {"map50_mean": 0.0}
+    md = report.write_compare(zero, META, tmp_path)["md"].read_text()
+    assert "+0.000 [+0.000, +0.000] no difference detected (both 0: nothing to resolve) |" in md
+    assert "(±0.000)" not in md
+
+
 def test_one_seed_and_held_in_say_what_the_interval_misses(tmp_path):
     one = [row("yolo11n", DET, 0.40, seeds=1), row("yolo11n-repvit", DET, 0.43, 0.03, 0.01, seeds=1)]
     meta = {**META, "seeds": [0], "image_only_interval": True, "data_label": "held-in"}
@@ -171,6 +181,7 @@ def test_plot_draws_the_accuracy_interval(rows, drawn, tmp_path):
         assert sorted([y0, y1]) == pytest.approx([0.40 + r["map50_95_lo"], 0.40 + r["map50_95_hi"]])
     assert [line.get_ydata()[0] for line in acc.lines if line.get_linestyle() == "--"] == [pytest.approx(0.40)]
     assert "box mAP50-95" in acc.get_ylabel() and "mean of 3 seeds)" in acc.get_ylabel()
+    assert "95% interval of the difference to yolo11n" in acc.get_xlabel()
     assert "held-out validation, 64 images, 431 boxes; 3 seeds (0, 1, 2)" in drawn["plot.png"]._suptitle.get_text()
     img = matplotlib.image.imread(tmp_path / "plot.png")
     assert img.shape[1] > 1000 and img.std() > 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import describe_data, is_number, metric_keys, metric_name, primary_key, seeds_text
+from .labels import describe_data, is_number, metric_keys, metric_name, primary_key, resolution, seeds_text
 
 VERDICT_COLOURS = {"better": "C2", "worse": "C3", "no difference detected": "0.35"}
 
@@ -94,13 +94,12 @@ def _accuracy_vs_latency(ax, rows: list[dict], meta: dict, style: dict) -> None:
         ax.axhline(b, color="C3", lw=1, ls="--", alpha=0.7)
     top = max(0.05, max(tops, default=0) * 1.15)
     ax.set_ylim(bottom=-0.03 * top, top=top)
-    ax.set(xlabel="deploy-form latency, ms (median; bar: IQR width)",
-           ylabel=f"{metric_name(key, meta.get('task', 'detect'))} (mean of {seeds_text(meta, which=False)})",
+    only = ", ONE seed: image sampling only" if meta.get("image_only_interval") else ""
+    ax.set_xlabel(f"deploy-form latency, ms (median; horizontal bar: IQR width)\nvertical bar: "
+                  f"{meta.get('level', 0.95):.0%} interval of the difference to {base}{only},\ndrawn from {base}'s "
+                  "mean (dashed line); a bar crossing it: no difference detected", fontsize=8)
+    ax.set(ylabel=f"{metric_name(key, meta.get('task', 'detect'))} (mean of {seeds_text(meta, which=False)})",
            title="accuracy vs speed (up-left is better)")
-    only = "; ONE seed: it covers image sampling only" if meta.get("image_only_interval") else ""
-    ax.text(0.01, 0.01, f"bar: {meta.get('level', 0.95):.0%} interval of the difference to {base}, from its mean "
-            f"(dashed){only};\ncrossing the dashed line = no difference detected", transform=ax.transAxes,
-            fontsize=7, color="0.3", va="bottom")
 
 
 def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
@@ -144,14 +143,14 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
     for ax, key in zip(axes.flat, keys):
         ax.axvline(0, color="C3", lw=1, ls="--", alpha=0.7)
         for y, r in enumerate(variants):
-            d, lo, hi, v, hw = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "verdict", "halfwidth"))
+            d, lo, hi, v = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "verdict"))
             if not is_number(d):
                 continue
             interval = is_number(lo) and is_number(hi)
             st = style[r["model"]]
             ax.errorbar(d, y, xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]] if interval else None, capsize=3,
                         ls="none", marker=st["marker"], color=st["color"], ms=6, mfc=None if interval else "none")
-            text = (f"{v}" + (f" (±{hw:.3f})" if is_number(hw) else "")) if interval else "no interval"
+            text = f"{v}{resolution(r, key)}" if interval else "no interval"
             ax.annotate(text, (d, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
                         color=VERDICT_COLOURS.get(v, "0.2"), bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.3})
         ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi", "delta")]

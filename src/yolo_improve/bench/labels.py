@@ -44,6 +44,16 @@ def metric_keys(task: str, rows: list[dict] | None = None) -> list[str]:
     return [k for k in TASK_METRICS[task] if rows is None or any(is_number(r.get(f"{k}_mean")) for r in rows)]
 
 
+def resolution(r: dict, key: str) -> str:
+    """`` (±half-width)`` of a variant's interval: the smallest difference this data resolves. When the variant and
+    the baseline both score 0 on every image (nothing learned yet) the interval is [0, 0] by construction, and a
+    ``±0.000`` would read as perfect resolution; it says ``both 0`` instead."""
+    hw, m, d = r.get(f"{key}_halfwidth"), r.get(f"{key}_mean"), r.get(f"{key}_delta")
+    if not is_number(hw):
+        return ""
+    return " (both 0: nothing to resolve)" if hw == 0 and m == 0 and d == 0 else f" (±{hw:.3f})"
+
+
 def seeds_text(meta: dict, which: bool = True) -> str:
     """``3 seeds (0, 1, 2)``, ``1 seed (0)``: how many training runs each variant's numbers come from."""
     seeds = meta.get("seeds")

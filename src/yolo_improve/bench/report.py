@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .figures import curves, forest, plot, plot_export  # compare and bench draw through report
-from .labels import describe_data, describe_stats, is_number, metric_keys, metric_name
+from .labels import describe_data, describe_stats, is_number, metric_keys, metric_name, resolution
 
 
 def cell(key: str, fmt: str, scale: float = 1.0, ratio: bool = False, spread: str | None = None) -> Callable:
@@ -81,14 +81,14 @@ def delta_cell(key: str) -> Callable:
     ``(no interval)`` where the bootstrap could not make one (e.g. too few objects of a size)."""
 
     def delta_cell(r: dict) -> str:
-        d, lo, hi, hw = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi", "halfwidth"))
+        d, lo, hi = (r.get(f"{key}_{x}") for x in ("delta", "lo", "hi"))
         if not is_number(d):
             return "-"
         if d == 0 and not r.get(f"{key}_verdict"):
             return "baseline"
         if not (is_number(lo) and is_number(hi)):
             return f"{d:+.3f} (no interval)"
-        return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {r[f'{key}_verdict']}" + (f" (±{hw:.3f})" if is_number(hw) else "")
+        return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {r[f'{key}_verdict']}{resolution(r, key)}"
 
     return delta_cell
 
