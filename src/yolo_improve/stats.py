@@ -161,6 +161,12 @@ def _f(x) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+def _coco_sizes(run: Path) -> dict | None:
+    """faster-coco-eval's size APs from a run's summary (None where it gave none, e.g. Ultralytics 8.3)."""
+    s = load_summary(run)
+    return {f"ap_{x}": s[f"ap_{x}"] for x in AREAS} if s.get("size_ap_source") == "faster-coco-eval" else None
+
+
 def compare_runs(runs: dict[str, list[Path]], baseline: str, *, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95, workers: int | None = None) -> dict[str, dict[str, dict]]:
     """Mean, spread and the paired two-level bootstrap interval of each model's difference to ``baseline``.
@@ -173,10 +179,8 @@ def compare_runs(runs: dict[str, list[Path]], baseline: str, *, n_boot: int = 10
     paths = {m: [Path(r) for r in rs] for m, rs in runs.items()}
     recs = {m: [load_records(r) for r in rs] for m, rs in paths.items()}
     coco = None
-    if all(_sizes(r) for rs in recs.values() for r in rs):  # faster-coco-eval's size APs, where every run has them
-        sums = {m: [load_summary(r) for r in rs] for m, rs in paths.items()}
-        if all(s.get("size_ap_source") == "faster-coco-eval" for ss in sums.values() for s in ss):
-            coco = {m: [{f"ap_{x}": s[f"ap_{x}"] for x in AREAS} for s in ss] for m, ss in sums.items()}
+    if all(_sizes(r) for rs in recs.values() for r in rs):  # faster-coco-eval's size APs, for the runs that have them
+        coco = {m: [_coco_sizes(r) for r in rs] for m, rs in paths.items()}
     return compare_records(recs, baseline, n_boot=n_boot, seed=seed, level=level, workers=workers, coco=coco,
                            paths=paths)
 
@@ -184,8 +188,8 @@ def compare_runs(runs: dict[str, list[Path]], baseline: str, *, n_boot: int = 10
 def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: int = 1000, seed: int = 0,
                     level: float = 0.95, workers: int | None = 1, coco: dict | None = None,
                     paths: dict | None = None) -> dict[str, dict[str, dict]]:
-    """``compare_runs`` on records in memory (``coco``: model -> per-run point values replacing the records'
-    for those keys; ``paths``: the runs' folders, for messages and for worker processes)."""
+    """``compare_runs`` on records in memory (``coco``: model -> per run, None or point values that replace the
+    records' for their keys; ``paths``: the runs' folders, for messages and for worker processes)."""
     if baseline not in recs:
         raise KeyError(f"baseline {baseline!r} is not among the models {sorted(recs)}")
     if n_boot < 1 or not 0 < level < 1:
@@ -222,9 +226,11 @@ def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: in
         return np.array([source[m, i][k][0] for i in range(len(recs[m]))], float)
 
     def point(m: str, k: str) -> np.ndarray:
-        if coco and k in coco[m][0]:
-            return np.array([np.nan if c[k] is None else c[k] for c in coco[m]], float)
-        return values(m, k, full)
+        own = values(m, k, full)
+        if not coco:
+            return own
+        return np.array([v if c is None or k not in c else np.nan if c[k] is None else c[k]
+                         for v, c in zip(own, coco[m])], float)
 
     def seed_means(m: str, k: str) -> np.ndarray:  # [n_boot]: the model's seed-resampled mean on each replicate
         per_run = np.stack([boot[m, i][k] for i in range(len(recs[m]))])  # [S, n_boot]
