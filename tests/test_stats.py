@@ -94,6 +94,7 @@ def test_metrics_are_ultralytics_own_on_whole_set_and_resamples(monkeypatch):
     for r in range(7):
         m50, m = _ultralytics_map(rec, idx[r])
         assert reps["map50"][r] == pytest.approx(m50, abs=1e-12) and reps["map50_95"][r] == pytest.approx(m, abs=1e-12)
+        assert run_metrics(rec.take(idx[r]))["map50_95"] == pytest.approx(m, abs=1e-12)  # a smaller validation set
 
 
 def test_size_aps_are_records_split_by_coco_area():

@@ -38,6 +38,13 @@ STREAMS = {"detect": {"box": ""}, "obb": {"box": ""}, "segment": {"box": "", "ma
 _SUFFIX = {"box": "B", "mask": "M", "pose": "P"}
 
 
+def gather(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Indexes of the concatenated ranges ``[starts[i], starts[i] + counts[i])``: the predictions (or labels) of a
+    list of images."""
+    counts = np.asarray(counts, np.int64)
+    return np.repeat(np.asarray(starts, np.int64) - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+
+
 class RecordsError(ValueError):
     """A records file that is missing, corrupt or does not match its summary."""
 
@@ -65,6 +72,18 @@ class Records:
     @property
     def n_images(self) -> int:
         return len(self.images)
+
+    def take(self, idx) -> Records:
+        """The records of the images ``idx`` only (a smaller validation set), in that order."""
+        idx = np.asarray(idx, np.int64)
+        if self.task == "classify":
+            return Records(self.task, self.nc, self.images[idx], correct=self.correct[idx])
+        pi = gather((np.cumsum(self.n_pred) - self.n_pred)[idx], self.n_pred[idx])
+        ti = gather((np.cumsum(self.n_target) - self.n_target)[idx], self.n_target[idx])
+        area = {} if self.pred_area is None else {"pred_area": self.pred_area[pi], "target_area": self.target_area[ti]}
+        return Records(self.task, self.nc, self.images[idx], n_pred=self.n_pred[idx], n_target=self.n_target[idx],
+                       tp={k: v[pi] for k, v in self.tp.items()}, conf=self.conf[pi], pred_cls=self.pred_cls[pi],
+                       target_cls=self.target_cls[ti], **area)
 
     def save(self, path: Path) -> None:
         arrays = {"task": np.array(self.task), "nc": np.array(self.nc), "images": self.images.astype(str)}
@@ -161,7 +180,8 @@ def _records(v, task: str, nc: int) -> Records:
     images = np.array([str(f) for f in v.yi_images])
     s = v.yi_stats
     if task == "classify":
-        pred, targets = np.concatenate([p.numpy() for p in s["pred"]]), np.concatenate([t.numpy() for t in s["targets"]])
+        pred = np.concatenate([p.numpy() for p in s["pred"]])
+        targets = np.concatenate([t.numpy() for t in s["targets"]])
         hit = targets[:, None] == pred
         if len(hit) != len(images):
             raise RecordsError(f"recorded {len(hit)} images' predictions for {len(images)} image files")
