@@ -60,9 +60,10 @@ def main() -> None:
     t0, runs = time.time(), []
     for s in range(a.seeds):
         run = out / f"yolo11n-seed{s}"
-        if not (run / "weights" / "last.pt").is_file():
+        if not (run / "finished").is_file():  # an interrupted run trains again from scratch
             YOLO("yolo11n.yaml").train(data=str(data), epochs=a.epochs, imgsz=a.imgsz, seed=s, project=str(out),
                                        name=run.name, **RECIPE)
+            (run / "finished").write_text(f"{a.epochs} epochs at {a.imgsz}\n")
         validate_run(run / "weights" / "last.pt", str(data), run, imgsz=a.imgsz, batch=16, workers=0)
         runs.append(load_records(run))
     train_s = time.time() - t0

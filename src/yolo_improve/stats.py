@@ -11,7 +11,9 @@ better than the baseline, and by how much?" with an interval that covers both:
   models' seed means of the metric recomputed on the resampled images;
 - the interval is the percentile interval of the replicates' deltas (``level``, 95% by default); the verdict is
   ``better`` (interval above 0), ``worse`` (below) or ``no difference detected`` (it contains 0);
-- with one seed per model the interval covers image sampling only, and ``images_only`` says so.
+- with one seed per model the interval covers image sampling only, and ``images_only`` says so. With S seeds the
+  seed level's bootstrap variance is (S-1)/S of the plug-in estimate (the usual small-sample shortfall of the
+  bootstrap), so with 2-3 seeds and a seed spread larger than the image spread the interval is somewhat too narrow.
 
 What the interval estimates: the difference of the two models' expected metric over the distribution of training
 seeds, each on the population of images the validation set was drawn from. ``tests/test_stats.py`` checks its
