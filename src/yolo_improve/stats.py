@@ -40,6 +40,7 @@ values are used throughout (the summary's ``size_ap_source``).
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -49,6 +50,7 @@ import numpy as np
 from .evaluate import AREAS, STREAMS, Records, RecordsError, gather, load_records, load_summary
 
 BETTER, WORSE, SAME = "better", "worse", "no difference detected"
+_SECONDS_PER_LABEL = 5e-4  # ap_per_class's cost per (replicate, class), measured on one core
 _CHUNK = 5_000  # predictions per ap_per_class call: its per-class mask costs O(call size); measured best
 
 
@@ -173,7 +175,7 @@ def compare_runs(runs: dict[str, list[Path]], baseline: str, *, n_boot: int = 10
     Returns model -> metric key (``metric_keys(task)``) -> ``{"mean", "std" (over seeds, None with one),
     "seeds", "delta", "lo", "hi", "halfwidth", "verdict", "images_only"}``; the baseline's delta is 0 with no
     interval or verdict. Same runs and ``seed``: same intervals. ``workers`` processes share the runs (default:
-    one per CPU, at most one per run; 1 computes in this process). ``sizes=False`` leaves out detection's size APs,
+    one per CPU, at most one per run, when the job would take more than about 20 s on one core; 1: this process). ``sizes=False`` leaves out detection's size APs,
     which take three quarters of the time (measured: 80 classes, 500 images, 1000 replicates: 34 ms per replicate
     and run without them, 96 ms with them, on one core)."""
     paths = {m: [Path(r) for r in rs] for m, rs in runs.items()}
@@ -186,7 +188,7 @@ def compare_runs(runs: dict[str, list[Path]], baseline: str, *, n_boot: int = 10
 
 
 def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: int = 1000, seed: int = 0,
-                    level: float = 0.95, workers: int | None = 1, coco: dict | None = None,
+                    level: float = 0.95, workers: int | None = None, coco: dict | None = None,
                     paths: dict | None = None, sizes: bool = True) -> dict[str, dict[str, dict]]:
     """``compare_runs`` on records in memory (``coco``: model -> per run, None or point values that replace the
     records' for their keys; ``paths``: the runs' folders, for messages and for worker processes)."""
@@ -214,9 +216,13 @@ def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: in
     seed_idx = {m: rng.integers(0, len(recs[m]), (n_boot, len(recs[m]))) for m in sorted(recs)}
 
     flat = list(name)
-    workers = min(os.cpu_count() or 1, len(flat)) if workers is None else workers
-    if workers > 1 and paths:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    if workers is None:  # a process pool costs time to start and to return its results: only for long jobs
+        labels = sum(len(np.unique(recs[m][i].target_cls)) for m, i in flat) * n_boot * (4 if sizes else 1)
+        workers = min(os.cpu_count() or 1, len(flat)) if labels * _SECONDS_PER_LABEL > 20 else 1
+    # forked workers (Linux) read the records from the run folders; "spawn" would re-run the caller's __main__ in each
+    # worker, which in a script without a main guard means a second compare (training!) per worker
+    if workers > 1 and paths and sys.platform.startswith("linux"):
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             got = pool.map(_replicates_of, [str(name[k]) for k in flat], [img_idx] * len(flat), [sizes] * len(flat))
             boot = dict(zip(flat, got))
     else:
