@@ -13,6 +13,11 @@ where N < all). Expect it to shrink like 1/sqrt(N) for the image part and with S
 
 The recipe is the demo's memorising one (``cli.DEMO_OPTS``: AdamW, no warm-up, no augmentation) for a CPU
 budget; the mAP it reaches from scratch is low, and the half-width is relative to that level (printed with it).
+
+Measured (``--seeds 4 --epochs 40 --imgsz 160``, 12 min on 2 shared cores, Ultralytics 8.4.190): per-seed held-out
+mAP50-95 0.0016 / 0.0046 / 0.0013 / 0.0010; with 64 val images (115 boxes) the half-width is ±0.012 mAP50-95
+(±0.019 mAP50) with 1 seed per arm and ±0.009 (±0.015) with 2. At this near-zero accuracy subsets of 8-16 images
+often hold no true positive at all, so the small-N rows are not monotonic; re-run it at your own budget.
 """
 
 from __future__ import annotations
