@@ -94,6 +94,7 @@ def test_metrics_are_ultralytics_own_on_whole_set_and_resamples(monkeypatch):
     for r in range(7):
         m50, m = _ultralytics_map(rec, idx[r])
         assert reps["map50"][r] == pytest.approx(m50, abs=1e-12) and reps["map50_95"][r] == pytest.approx(m, abs=1e-12)
+        assert run_metrics(rec.take(idx[r]))["map50_95"] == pytest.approx(m, abs=1e-12)  # a smaller validation set
 
 
 def test_size_aps_are_records_split_by_coco_area():
@@ -195,3 +196,23 @@ def test_runs_on_disk_and_bad_input(tmp_path):
         load_records(other)
     with pytest.raises(RecordsError, match="no validation records"):
         load_records(tmp_path / "missing")
+
+
+def test_size_aps_take_faster_coco_eval_point_values_and_shift_the_interval():
+    """Where faster-coco-eval gave a run's size APs, mean and delta are its values and the records' bootstrap
+    interval moves with them (their width stays); runs without them keep the records' values."""
+    rng = np.random.default_rng(2)
+    truth = images(rng, 60, nc=2)
+    recs = {m: [detections(rng, truth, a, areas=True) for _ in range(2)] for m, a in {"base": 0.0, "v": 0.5}.items()}
+    plain = compare_records(recs, "base", n_boot=200)
+    own = {m: [run_metrics(r) for r in rs] for m, rs in recs.items()}
+    coco = {m: [{k: own[m][0][k] + 0.01 * (m == "v") for k in ("ap_small", "ap_medium", "ap_large")}, None]
+            for m in recs}
+    got = compare_records(recs, "base", n_boot=200, coco=coco)
+    for k in ("ap_small", "ap_medium", "ap_large"):
+        p, g = plain["v"][k], got["v"][k]
+        assert g["mean"] == pytest.approx(p["mean"] + 0.005) and g["delta"] == pytest.approx(p["delta"] + 0.005)
+        assert g["lo"] == pytest.approx(p["lo"] + 0.005) and g["halfwidth"] == pytest.approx(p["halfwidth"])
+    assert got["v"]["map50_95"] == plain["v"]["map50_95"]
+    no_sizes = compare_records(recs, "base", n_boot=200, sizes=False)
+    assert set(no_sizes["v"]) == {"map50_95", "map50"} and no_sizes["v"]["map50_95"] == plain["v"]["map50_95"]

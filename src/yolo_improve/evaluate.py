@@ -38,6 +38,13 @@ STREAMS = {"detect": {"box": ""}, "obb": {"box": ""}, "segment": {"box": "", "ma
 _SUFFIX = {"box": "B", "mask": "M", "pose": "P"}
 
 
+def gather(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Indexes of the concatenated ranges ``[starts[i], starts[i] + counts[i])``: the predictions (or labels) of a
+    list of images."""
+    counts = np.asarray(counts, np.int64)
+    return np.repeat(np.asarray(starts, np.int64) - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+
+
 class RecordsError(ValueError):
     """A records file that is missing, corrupt or does not match its summary."""
 
@@ -65,6 +72,18 @@ class Records:
     @property
     def n_images(self) -> int:
         return len(self.images)
+
+    def take(self, idx) -> Records:
+        """The records of the images ``idx`` only (a smaller validation set), in that order."""
+        idx = np.asarray(idx, np.int64)
+        if self.task == "classify":
+            return Records(self.task, self.nc, self.images[idx], correct=self.correct[idx])
+        pi = gather((np.cumsum(self.n_pred) - self.n_pred)[idx], self.n_pred[idx])
+        ti = gather((np.cumsum(self.n_target) - self.n_target)[idx], self.n_target[idx])
+        area = {} if self.pred_area is None else {"pred_area": self.pred_area[pi], "target_area": self.target_area[ti]}
+        return Records(self.task, self.nc, self.images[idx], n_pred=self.n_pred[idx], n_target=self.n_target[idx],
+                       tp={k: v[pi] for k, v in self.tp.items()}, conf=self.conf[pi], pred_cls=self.pred_cls[pi],
+                       target_cls=self.target_cls[ti], **area)
 
     def save(self, path: Path) -> None:
         arrays = {"task": np.array(self.task), "nc": np.array(self.nc), "images": self.images.astype(str)}
@@ -111,12 +130,15 @@ def _recording(validator_cls: type) -> type:
     class Recording(validator_cls):
         def init_metrics(self, model):
             super().init_metrics(model)
-            self.yi_images, self.yi_pred_area, self.yi_target_area, self.yi_stats = [], [], [], None
+            self.yi_images, self.yi_pred_area, self.yi_target_area, self.yi_stats, self.yi_coco = [], [], [], None, {}
 
         def update_metrics(self, preds, batch):
             super().update_metrics(preds, batch)
             from ultralytics.utils import ops
 
+            if self.args.task == "classify":  # its batches carry no file names: the dataset's order is the order
+                self.yi_images = [str(f) for f, *_ in self.dataloader.dataset.samples]
+                return
             self.yi_images.extend(batch["im_file"][: len(preds)])
             if self.args.task != "detect":
                 return
@@ -126,6 +148,21 @@ def _recording(validator_cls: type) -> type:
                     b = ops.scale_boxes(pb["imgsz"], boxes.clone().reshape(-1, 4).float(), pb["ori_shape"],
                                         ratio_pad=pb["ratio_pad"])
                     out.append(((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).cpu().numpy())
+
+        def eval_json(self, stats):  # where Ultralytics adds faster-coco-eval's size APs
+            import logging
+
+            failed = []
+            handler = logging.Handler(logging.WARNING)
+            handler.emit = lambda r: failed.append(r.getMessage()) if "unable to run" in r.getMessage() else None
+            log = logging.getLogger("ultralytics")
+            log.addHandler(handler)
+            try:
+                stats = super().eval_json(stats)
+            finally:
+                log.removeHandler(handler)
+            self.yi_coco = {} if failed else stats  # Ultralytics swallows faster-coco-eval's errors into a warning
+            return stats
 
         def get_stats(self):
             if self.args.task == "classify":
@@ -143,8 +180,11 @@ def _records(v, task: str, nc: int) -> Records:
     images = np.array([str(f) for f in v.yi_images])
     s = v.yi_stats
     if task == "classify":
-        pred, targets = np.concatenate([p.numpy() for p in s["pred"]]), np.concatenate([t.numpy() for t in s["targets"]])
+        pred = np.concatenate([p.numpy() for p in s["pred"]])
+        targets = np.concatenate([t.numpy() for t in s["targets"]])
         hit = targets[:, None] == pred
+        if len(hit) != len(images):
+            raise RecordsError(f"recorded {len(hit)} images' predictions for {len(images)} image files")
         return Records(task, nc, images, correct=np.stack([hit[:, 0], hit.any(1)], 1))
     if len(s["tp"]) != len(images):
         raise RecordsError(f"recorded {len(s['tp'])} images' statistics for {len(images)} image files")
@@ -163,7 +203,8 @@ def _records(v, task: str, nc: int) -> Records:
 
 
 def _summary(task: str, results: dict, rec: Records) -> dict:
-    """The summary's metric keys from Ultralytics' ``results_dict``."""
+    """The summary's metric keys from Ultralytics' results (``metrics.results_dict`` and what ``eval_json``
+    added)."""
     if task == "classify":
         got = {"top1": results["metrics/accuracy_top1"], "top5": results["metrics/accuracy_top5"]}
     else:
@@ -172,20 +213,16 @@ def _summary(task: str, results: dict, rec: Records) -> dict:
             sfx = _SUFFIX[stream]
             got[f"{prefix}map50"] = results[f"metrics/mAP50({sfx})"]
             got[f"{prefix}map50_95"] = results[f"metrics/mAP50-95({sfx})"]
-        got["instances"] = int(rec.n_target.sum())
     if task == "detect":
         coco = {f"ap_{x}": results.get(f"metrics/mAP_{x}(B)") for x in AREAS}
         if all(v is not None for v in coco.values()):  # Ultralytics 8.4: faster-coco-eval on any dataset
             got.update({k: (float(v) if v >= 0 else None) for k, v in coco.items()})  # -1: no label in the range
             got["size_ap_source"] = "faster-coco-eval"
-        else:  # 8.3 evaluates JSON only for COCO/LVIS itself
-            from .stats import run_metrics
-
-            full = run_metrics(rec)
-            got.update({f"ap_{x}": full[f"ap_{x}"] for x in AREAS})
+        else:  # 8.3 evaluates JSON only for COCO/LVIS itself: stats computes them from the records
             got["size_ap_source"] = "records"
-    return {"task": task, **{k: (None if v is None else float(v) if not isinstance(v, str) else v)
-                             for k, v in got.items()}, "images": rec.n_images}
+    got = {k: (None if v is None else float(v) if not isinstance(v, str) else v) for k, v in got.items()}
+    return {"task": task, **got, "images": rec.n_images,
+            **({"instances": int(rec.n_target.sum())} if task != "classify" else {})}
 
 
 def _sha256(path: Path) -> str:
@@ -230,7 +267,7 @@ def validate_run(best: Path, data: str, run: Path, *, imgsz: int, batch: int, **
                         **args)
     rec = _records(seen[-1], task, len(model.names))
     rec.save(run / RECORDS)
-    summary = _summary(task, dict(metrics.results_dict), rec)
+    summary = _summary(task, {**metrics.results_dict, **seen[-1].yi_coco}, rec)
     tmp = summary_file.with_name(summary_file.name + ".tmp")
     tmp.write_text(json.dumps({"key": key, "summary": summary}, indent=1))
     os.replace(tmp, summary_file)

@@ -11,7 +11,9 @@ better than the baseline, and by how much?" with an interval that covers both:
   models' seed means of the metric recomputed on the resampled images;
 - the interval is the percentile interval of the replicates' deltas (``level``, 95% by default); the verdict is
   ``better`` (interval above 0), ``worse`` (below) or ``no difference detected`` (it contains 0);
-- with one seed per model the interval covers image sampling only, and ``images_only`` says so.
+- with one seed per model the interval covers image sampling only, and ``images_only`` says so. With S seeds the
+  seed level's bootstrap variance is (S-1)/S of the plug-in estimate (the usual small-sample shortfall of the
+  bootstrap), so with 2-3 seeds and a seed spread larger than the image spread the interval is somewhat too narrow.
 
 What the interval estimates: the difference of the two models' expected metric over the distribution of training
 seeds, each on the population of images the validation set was drawn from. ``tests/test_stats.py`` checks its
@@ -38,15 +40,17 @@ values are used throughout (the summary's ``size_ap_source``).
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from .evaluate import AREAS, STREAMS, Records, RecordsError, load_records, load_summary
+from .evaluate import AREAS, STREAMS, Records, RecordsError, gather, load_records, load_summary
 
 BETTER, WORSE, SAME = "better", "worse", "no difference detected"
+_SECONDS_PER_LABEL = 5e-4  # ap_per_class's cost per (replicate, class), measured on one core
 _CHUNK = 5_000  # predictions per ap_per_class call: its per-class mask costs O(call size); measured best
 
 
@@ -61,13 +65,6 @@ def metric_keys(task: str, sizes: bool = True) -> list[str]:
 def _sizes(rec: Records) -> bool:
     """Whether ``rec`` carries detection's box areas (what the size APs split by)."""
     return rec.task == "detect" and rec.pred_area is not None
-
-
-def _gather(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Indexes of the concatenated ranges ``[starts[i], starts[i] + counts[i])``."""
-    total = int(counts.sum())
-    offsets = np.repeat(starts - np.cumsum(counts) + counts, counts)
-    return offsets + np.arange(total)
 
 
 def _ap_batches(tp: np.ndarray, conf: np.ndarray, label: np.ndarray, target_label: np.ndarray, n_labels: int
@@ -97,26 +94,29 @@ def _ap_batches(tp: np.ndarray, conf: np.ndarray, label: np.ndarray, target_labe
     return ap, has
 
 
-def replicate_metrics(rec: Records, idx: np.ndarray | None = None, *, batch: int | None = None) -> dict:
+def replicate_metrics(rec: Records, idx: np.ndarray | None = None, *, batch: int | None = None,
+                      sizes: bool = True) -> dict:
     """The task's metrics of one run on each resample of its validation images: ``idx`` is ``[R, N]`` image
     indexes (None: the validation set itself, R = 1); returns metric key -> ``[R]`` values. Size APs with no label
-    in their range are NaN (COCO's -1); other mAPs of a resample without labels are 0, as in Ultralytics."""
+    in their range are NaN (COCO's -1); other mAPs of a resample without labels are 0, as in Ultralytics.
+    ``sizes=False`` skips the size APs (each costs another pass as long as the whole set's)."""
     n = rec.n_images
     idx = np.arange(n)[None] if idx is None else np.asarray(idx)
     n_rep = len(idx)
     if rec.task == "classify":
         return {"top1": rec.correct[idx, 0].mean(1), "top5": rec.correct[idx, 1].mean(1)}
-    out = {k: np.zeros(n_rep) for k in metric_keys(rec.task, _sizes(rec))}
+    sizes = sizes and _sizes(rec)
+    out = {k: np.zeros(n_rep) for k in metric_keys(rec.task, sizes)}
     p_start = np.concatenate([[0], np.cumsum(rec.n_pred)[:-1]]).astype(np.int64)
     t_start = np.concatenate([[0], np.cumsum(rec.n_target)[:-1]]).astype(np.int64)
     per_rep = max(1, int(rec.n_pred.sum() + rec.n_target.sum()))
     batch = batch or max(1, min(n_rep, 200_000 // per_rep))
     nc = rec.nc
-    ranges = {"": None, **({f"ap_{x}": r for x, r in AREAS.items()} if _sizes(rec) else {})}
+    ranges = {"": None, **({f"ap_{x}": r for x, r in AREAS.items()} if sizes else {})}
     for b0 in range(0, n_rep, batch):
         flat = idx[b0:b0 + batch].ravel()
         rep = np.arange(len(flat)) // n
-        pi, ti = _gather(p_start[flat], rec.n_pred[flat]), _gather(t_start[flat], rec.n_target[flat])
+        pi, ti = gather(p_start[flat], rec.n_pred[flat]), gather(t_start[flat], rec.n_target[flat])
         pr, tr = np.repeat(rep, rec.n_pred[flat]), np.repeat(rep, rec.n_target[flat])
         n_b = len(flat) // n
         for size, rng in ranges.items():
@@ -148,9 +148,9 @@ def run_metrics(rec: Records) -> dict:
     return {k: (None if np.isnan(v[0]) else float(v[0])) for k, v in replicate_metrics(rec).items()}
 
 
-def _replicates_of(run: str, idx: np.ndarray) -> dict:
+def _replicates_of(run: str, idx: np.ndarray, sizes: bool) -> dict:
     """One worker task: a run's metrics on every replicate (a module function, so a process pool can call it)."""
-    return replicate_metrics(load_records(Path(run)), idx)
+    return replicate_metrics(load_records(Path(run)), idx, sizes=sizes)
 
 
 def _verdict(lo: float, hi: float) -> str:
@@ -161,31 +161,37 @@ def _f(x) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+def _coco_sizes(run: Path) -> dict | None:
+    """faster-coco-eval's size APs from a run's summary (None where it gave none, e.g. Ultralytics 8.3)."""
+    s = load_summary(run)
+    return {f"ap_{x}": s[f"ap_{x}"] for x in AREAS} if s.get("size_ap_source") == "faster-coco-eval" else None
+
+
 def compare_runs(runs: dict[str, list[Path]], baseline: str, *, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95, workers: int | None = None) -> dict[str, dict[str, dict]]:
+                 level: float = 0.95, workers: int | None = None, sizes: bool = True) -> dict[str, dict[str, dict]]:
     """Mean, spread and the paired two-level bootstrap interval of each model's difference to ``baseline``.
 
     ``runs``: model -> its seed run folders, each validated by ``evaluate.validate_run`` on the same images.
     Returns model -> metric key (``metric_keys(task)``) -> ``{"mean", "std" (over seeds, None with one),
     "seeds", "delta", "lo", "hi", "halfwidth", "verdict", "images_only"}``; the baseline's delta is 0 with no
     interval or verdict. Same runs and ``seed``: same intervals. ``workers`` processes share the runs (default:
-    one per CPU, at most one per run; 1 computes in this process)."""
+    one per CPU, at most one per run, when the job would take more than about 20 s on one core; 1: this process). ``sizes=False`` leaves out detection's size APs,
+    which take three quarters of the time (measured: 80 classes, 500 images, 1000 replicates: 34 ms per replicate
+    and run without them, 96 ms with them, on one core)."""
     paths = {m: [Path(r) for r in rs] for m, rs in runs.items()}
     recs = {m: [load_records(r) for r in rs] for m, rs in paths.items()}
     coco = None
-    if all(_sizes(r) for rs in recs.values() for r in rs):  # faster-coco-eval's size APs, where every run has them
-        sums = {m: [load_summary(r) for r in rs] for m, rs in paths.items()}
-        if all(s.get("size_ap_source") == "faster-coco-eval" for ss in sums.values() for s in ss):
-            coco = {m: [{f"ap_{x}": s[f"ap_{x}"] for x in AREAS} for s in ss] for m, ss in sums.items()}
+    if sizes and all(_sizes(r) for rs in recs.values() for r in rs):  # faster-coco-eval's size APs, where present
+        coco = {m: [_coco_sizes(r) for r in rs] for m, rs in paths.items()}
     return compare_records(recs, baseline, n_boot=n_boot, seed=seed, level=level, workers=workers, coco=coco,
-                           paths=paths)
+                           paths=paths, sizes=sizes)
 
 
 def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: int = 1000, seed: int = 0,
-                    level: float = 0.95, workers: int | None = 1, coco: dict | None = None,
-                    paths: dict | None = None) -> dict[str, dict[str, dict]]:
-    """``compare_runs`` on records in memory (``coco``: model -> per-run point values replacing the records'
-    for those keys; ``paths``: the runs' folders, for messages and for worker processes)."""
+                    level: float = 0.95, workers: int | None = None, coco: dict | None = None,
+                    paths: dict | None = None, sizes: bool = True) -> dict[str, dict[str, dict]]:
+    """``compare_runs`` on records in memory (``coco``: model -> per run, None or point values that replace the
+    records' for their keys; ``paths``: the runs' folders, for messages and for worker processes)."""
     if baseline not in recs:
         raise KeyError(f"baseline {baseline!r} is not among the models {sorted(recs)}")
     if n_boot < 1 or not 0 < level < 1:
@@ -203,28 +209,35 @@ def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: in
     task, n = first.task, first.n_images
     if n == 0:
         raise RecordsError(f"{name[baseline, 0]}: the validation set has no images")
-    keys = metric_keys(task, all(_sizes(r) for rs in recs.values() for r in rs))
+    sizes = sizes and all(_sizes(r) for rs in recs.values() for r in rs)
+    keys = metric_keys(task, sizes)
     rng = np.random.default_rng(seed)
     img_idx = rng.integers(0, n, (n_boot, n))
     seed_idx = {m: rng.integers(0, len(recs[m]), (n_boot, len(recs[m]))) for m in sorted(recs)}
 
     flat = list(name)
-    workers = min(os.cpu_count() or 1, len(flat)) if workers is None else workers
-    if workers > 1 and paths:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            got = pool.map(_replicates_of, [str(name[k]) for k in flat], [img_idx] * len(flat))
+    if workers is None:  # a process pool costs time to start and to return its results: only for long jobs
+        labels = sum(len(np.unique(recs[m][i].target_cls)) for m, i in flat) * n_boot * (4 if sizes else 1)
+        workers = min(os.cpu_count() or 1, len(flat)) if labels * _SECONDS_PER_LABEL > 20 else 1
+    # forked workers (Linux) read the records from the run folders; "spawn" would re-run the caller's __main__ in each
+    # worker, which in a script without a main guard means a second compare (training!) per worker
+    if workers > 1 and paths and sys.platform.startswith("linux"):
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            got = pool.map(_replicates_of, [str(name[k]) for k in flat], [img_idx] * len(flat), [sizes] * len(flat))
             boot = dict(zip(flat, got))
     else:
-        boot = {(m, i): replicate_metrics(recs[m][i], img_idx) for m, i in flat}
-    full = {(m, i): replicate_metrics(recs[m][i]) for m, i in flat}
+        boot = {(m, i): replicate_metrics(recs[m][i], img_idx, sizes=sizes) for m, i in flat}
+    full = {(m, i): replicate_metrics(recs[m][i], sizes=sizes) for m, i in flat}
 
     def values(m: str, k: str, source: dict) -> np.ndarray:
         return np.array([source[m, i][k][0] for i in range(len(recs[m]))], float)
 
     def point(m: str, k: str) -> np.ndarray:
-        if coco and k in coco[m][0]:
-            return np.array([np.nan if c[k] is None else c[k] for c in coco[m]], float)
-        return values(m, k, full)
+        own = values(m, k, full)
+        if not coco:
+            return own
+        return np.array([v if c is None or k not in c else np.nan if c[k] is None else c[k]
+                         for v, c in zip(own, coco[m])], float)
 
     def seed_means(m: str, k: str) -> np.ndarray:  # [n_boot]: the model's seed-resampled mean on each replicate
         per_run = np.stack([boot[m, i][k] for i in range(len(recs[m]))])  # [S, n_boot]
