@@ -332,8 +332,9 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
     rows = []
     for r in measured.rows:
         n = r["model"]
-        row = {"model": n, "seeds": len(seeds), "run": ", ".join(sorted({runs[f"{n}/seed{s}"] for s in seeds})),
-               "start": done[f"{n}/seed{seeds[0]}"][2], "epochs": epochs_done(by_model[n][0]),
+        # what happened to each run this call (trained/resumed/skipped) is in CompareResult.runs and describe(), not
+        # in the table: the table describes the runs, and the same runs give the same table on every call
+        row = {"model": n, "seeds": len(seeds), "start": done[f"{n}/seed{seeds[0]}"][2], "epochs": epochs_done(by_model[n][0]),
                "epoch_s": sum(epoch_seconds(p) for p in by_model[n]) / len(seeds),
                **{k: v for k, v in r.items() if k != "model"}}
         row.update(flatten(summary[n], task))
