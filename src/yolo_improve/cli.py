@@ -30,6 +30,8 @@ USAGE = """usage: yolo-improve MODE key=value ...
                                                engine=ray: each variant a Ray task (pip install "yolo-improve[ray]");
                                                pretrained= starts every variant from one checkpoint (transfer)
   yolo-improve demo [epochs=3] [imgsz=64]      compare on the bundled sample: YOLO11n and every shipped config
+  yolo-improve explain model=a.pt,b.yaml source=IMG|DIR [layer=16,19,22] [method=gradcam|eigencam|...] [out=...]
+                       | erf=true model=... data=... [n=50]   CAM grid per image / effective receptive fields
   yolo-improve val|predict|export|... key=value   any Ultralytics mode, arguments as for `yolo`
 
 data=sample is the bundled 24-image COCO sample; data=path/to/dataset takes a folder with classes.txt and
@@ -177,6 +179,27 @@ def _compare(args: list[str], defaults: dict | None = None, data: str | None = N
     print(f"plot:  {result.paths['png']}\ntotal time: {result.meta['wall_s']:.0f} s")
 
 
+EXPLAIN_OPTS = dict(model="", source="", erf=False, data="", layer="", method="gradcam", out="runs/yolo-improve/explain",
+                    imgsz=640, conf=0.25, iou=0.7, classes="", n=50, verbose=True)
+
+
+def _explain(args: list[str]) -> None:
+    """``yolo-improve explain``: a CAM grid per image (one column per model), or ``erf=true``: the effective
+    receptive field panel and area ratios (``erf.json``, printed as a table)."""
+    from .explain import erf_table, explain
+
+    o = _options("explain", args, EXPLAIN_OPTS)
+    if not o["model"]:
+        raise SystemExit("yolo-improve explain: model=a.pt,b.yaml,... is required")
+    if o["data"]:
+        o["data"] = _data_yaml(o["data"])
+    result = explain(o.pop("model"), o.pop("source"), **o)
+    if "areas" in result:
+        print(f"{erf_table(result['areas'])}\n\npanel: {result['erf_png']}  numbers: {result['erf_json']}")
+    else:
+        print(f"{len(result['figures'])} figures in {result['figures'][0].parent}")
+
+
 def _demo(args: list[str]) -> None:
     """The main job: ``compare`` on the bundled sample for YOLO11n and every shipped config at scale n, at a small
     image size (a few minutes on 2 CPU cores); prints the ablation table and where the plot is."""
@@ -308,7 +331,7 @@ def _transfer(args: list[str]) -> None:
 
 
 MODES = {"models": _models, "check": _check, "demo": _demo, "reparam": _reparam, "swap": _swap, "bench": _bench,
-         "compare": _compare, "transfer": _transfer}  # each takes the key=value args after the mode
+         "compare": _compare, "transfer": _transfer, "explain": _explain}  # each takes the key=value args after the mode
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
