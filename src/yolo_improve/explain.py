@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -278,8 +278,9 @@ def _panel(ax, rgb: np.ndarray, grey: np.ndarray, dets: dict, names: dict, title
         else:
             x0, y0, x1, y1 = box
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1))
-        ax.text(x0, y0, f"{names.get(int(c), int(c))} {s:.2f}", color="black", fontsize=6,
-                bbox=dict(facecolor="white", alpha=0.7, pad=0.5, linewidth=0), va="bottom")
+        if j < 8:  # boxes come sorted by score: label the best few, the rest would hide the map
+            ax.text(x0, y0, f"{names.get(int(c), int(c))} {s:.2f}", color="black", fontsize=6,
+                    bbox=dict(facecolor="white", alpha=0.7, pad=0.5, linewidth=0), va="bottom")
     n = len(dets["boxes"])
     ax.set_title(f"{title}\n" + ("no box >= conf: best box shown" if dets["below_conf"] else f"{n} boxes"),
                  fontsize=7)
@@ -434,6 +435,11 @@ def explain(models, source=None, *, erf: bool = False, data=None, layer=None, me
     first ``n`` val images of ``data`` (a data.yaml), or ``source``; writes ``out/erf.png`` and ``out/erf.json``
     (``{model: {"area20", "area50", "area90"}}``) and returns their paths, the areas and the layers measured.
     """
+    if erf and source is None and data is None:
+        raise ValueError("explain erf=true needs data= (a data.yaml: its val images) or source= (images)")
+    if not erf and source is None:
+        raise ValueError("explain needs source= (an image, a folder or a comma-separated list of them)")
+    files = (_images(source)[:n] if source is not None else val_images(data, n)) if erf else _images(source)
     nets = _models(models)
     if isinstance(classes, str):
         classes = [int(c) for c in classes.split(",") if c]
@@ -442,13 +448,7 @@ def explain(models, source=None, *, erf: bool = False, data=None, layer=None, me
     stride = max(int(max(getattr(net, "stride", torch.tensor([32])))) for net in nets.values())
     imgsz, out = math.ceil(int(imgsz) / stride) * stride, Path(out)
     if erf:
-        if source is None and data is None:
-            raise ValueError("explain erf=true needs data= (a data.yaml: its val images) or source= (images)")
-        files = _images(source)[:n] if source is not None else val_images(data, n)
         return _erf_panel(nets, files, out, imgsz, layer, verbose)
-    if source is None:
-        raise ValueError("explain needs source= (an image, a folder or a comma-separated list of them)")
-    files = _images(source)
     return {"figures": _cam_figures(nets, files, out, imgsz, layer, method, conf, iou, classes, verbose)}
 
 
