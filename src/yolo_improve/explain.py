@@ -265,6 +265,8 @@ def _panel(ax, rgb: np.ndarray, grey: np.ndarray, dets: dict, names: dict, title
 
     ax.imshow(show_cam_on_image(rgb.astype(np.float32) / 255, grey, use_rgb=True))
     ax.set_axis_off()
+    if not grey.max() > 0:  # every weighted map negative (common for untrained models): say so, not a blank panel
+        title += " (map all 0)"
     if dets["classify"]:
         ax.set_title(f"{title}\n{names.get(dets['cls'], dets['cls'])} {dets['score']:.2f}", fontsize=7)
         return
