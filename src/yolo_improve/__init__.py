@@ -9,6 +9,7 @@ contract every module of the package passes.
 
 __version__ = "0.1.0"
 
+from .explain import explain  # noqa: E402  (imports grad-cam, OpenCV and matplotlib only when called)
 from .integrations.ultralytics import ModelYAMLError, install, uninstall  # noqa: E402
 from .registry import register  # noqa: E402
 from .reparam import reparameterize  # noqa: E402
@@ -16,4 +17,4 @@ from .swap import swap  # noqa: E402
 
 install()
 
-__all__ = ["ModelYAMLError", "__version__", "install", "register", "reparameterize", "swap", "uninstall"]
+__all__ = ["ModelYAMLError", "__version__", "explain", "install", "register", "reparameterize", "swap", "uninstall"]

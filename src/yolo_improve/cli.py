@@ -33,8 +33,10 @@ COMPARE_OPTS = dict(models="", variants="", model="", family="", task="", data="
 DEMO_OPTS = dict(epochs=30, imgsz=96, batch=2, nbs=2, optimizer="AdamW", lr0=0.003, warmup_epochs=0.0, mosaic=0.0,
                  translate=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, val=False, repeats=20, threads=1,
                  out="runs/yolo-improve/demo", verbose=False, pretrained="", backbone="", seeds="3")
+EXPLAIN_OPTS = dict(model="", source="", erf=False, data="", layer="", method="gradcam", out="runs/yolo-improve/explain",
+                    imgsz=640, conf=0.25, iou=0.7, classes="", n=50, verbose=True)
 REQUIRED = {"check": ("module",), "swap": ("model", "conv"), "reparam": ("model",), "transfer": ("model",),
-            "compare": ("data",)}
+            "compare": ("data",), "explain": ("model",)}
 # modes that also take any Ultralytics train argument (lr0=..., optimizer=...)
 PASSTHROUGH = {"train", "compare", "demo"}
 
@@ -47,7 +49,8 @@ SUMMARY = {
     "reparam": "write the re-parameterized deploy checkpoint",
     "transfer": "warm start: a YOLO checkpoint (and backbone weights) -> a yolo-improve model",
     "bench": "params, GFLOPs, latency train/deploy/ONNX, ONNX parity, train memory; formats=: export matrix",
-    "compare": "train each variant identically, validate, ablation table + plot",
+    "compare": "train each variant identically over seeds, validate; table with intervals and verdicts, figures",
+    "explain": "heat maps (Grad-CAM and friends) per image and model, or erf=true: effective receptive fields",
     "demo": "compare on the bundled sample: YOLO11n and every shipped config at scale n (minutes on 2 CPU cores)",
 }
 KEYS = {
@@ -261,6 +264,21 @@ def _compare(args: list[str], mode: str = "compare", data: str | None = None) ->
     print(f"plot:  {result.paths['png']}{extra}\ntotal time: {result.meta['wall_s']:.0f} s")
 
 
+def _explain(args: list[str]) -> None:
+    """``yolo-improve explain``: a CAM grid per image (one column per model), or ``erf=true``: the effective
+    receptive field panel and area ratios (``erf.json``, printed as a table)."""
+    from .explain import erf_table, explain
+
+    o = _options("explain", args)
+    if o["data"]:
+        o["data"] = _data_yaml(o["data"])
+    result = explain(o.pop("model"), o.pop("source"), **o)
+    if "areas" in result:
+        print(f"{erf_table(result['areas'])}\n\npanel: {result['erf_png']}  numbers: {result['erf_json']}")
+    else:
+        print(f"{len(result['figures'])} figures in {result['figures'][0].parent}")
+
+
 def _demo(args: list[str]) -> None:
     """The main job: ``compare`` on the bundled sample for YOLO11n and every shipped config at scale n, at a small
     image size (a few minutes on 2 CPU cores); prints the ablation table and where the plot is."""
@@ -386,9 +404,10 @@ def _transfer(args: list[str]) -> None:
 
 
 MODES = {"models": _models, "check": _check, "demo": _demo, "reparam": _reparam, "swap": _swap, "bench": _bench,
-         "compare": _compare, "transfer": _transfer}  # each takes the key=value args after the mode
+         "compare": _compare, "transfer": _transfer, "explain": _explain}  # each takes the key=value args after the mode
 TABLES = {"models": MODELS_OPTS, "check": CHECK_OPTS, "train": TRAIN_OPTS, "swap": SWAP_OPTS, "reparam": REPARAM_OPTS,
-          "transfer": TRANSFER_OPTS, "bench": BENCH_OPTS, "compare": COMPARE_OPTS, "demo": DEMO_OPTS}
+          "transfer": TRANSFER_OPTS, "bench": BENCH_OPTS, "compare": COMPARE_OPTS, "demo": DEMO_OPTS,
+          "explain": EXPLAIN_OPTS}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
