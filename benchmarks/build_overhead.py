@@ -24,9 +24,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     import torch
+    from ultralytics.nn import tasks
 
     import yolo_improve
-    from ultralytics.nn import tasks
 
     torch.set_num_threads(a.threads)
 
@@ -43,11 +43,13 @@ def main() -> None:
             build(cfg, False), build(cfg, True)  # warm-up: file cache, lazy imports
             times = {False: [], True: []}
             for i in range(a.repeats):
-                for plugin in ((False, True) if i % 2 == 0 else (True, False)):
+                for plugin in (False, True) if i % 2 == 0 else (True, False):
                     times[plugin].append(build(cfg, plugin))
             ratios = [p / s for p, s in zip(times[True], times[False])]
-            print(f"{cfg:<16}{statistics.median(times[False]) * 1e3:>10.1f}{statistics.median(times[True]) * 1e3:>12.1f}"
-                  f"{statistics.median(ratios):>7.3f}x")
+            print(
+                f"{cfg:<16}{statistics.median(times[False]) * 1e3:>10.1f}{statistics.median(times[True]) * 1e3:>12.1f}"
+                f"{statistics.median(ratios):>7.3f}x"
+            )
     finally:
         yolo_improve.install()
 

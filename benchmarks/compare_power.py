@@ -33,9 +33,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from coco128_subsets import subset  # noqa: E402  (next to this file)
 
-RECIPE = dict(batch=8, nbs=8, optimizer="AdamW", lr0=0.003, warmup_epochs=0.0, mosaic=0.0, translate=0.0, scale=0.0,
-              fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, val=False, workers=0, plots=False, exist_ok=True,
-              verbose=False)
+RECIPE = dict(
+    batch=8,
+    nbs=8,
+    optimizer="AdamW",
+    lr0=0.003,
+    warmup_epochs=0.0,
+    mosaic=0.0,
+    translate=0.0,
+    scale=0.0,
+    fliplr=0.0,
+    hsv_h=0.0,
+    hsv_s=0.0,
+    hsv_v=0.0,
+    val=False,
+    workers=0,
+    plots=False,
+    exist_ok=True,
+    verbose=False,
+)
 
 
 def main() -> None:
@@ -66,8 +82,9 @@ def main() -> None:
     for s in range(a.seeds):
         run = out / f"yolo11n-seed{s}"
         if not (run / "finished").is_file():  # an interrupted run trains again from scratch
-            YOLO("yolo11n.yaml").train(data=str(data), epochs=a.epochs, imgsz=a.imgsz, seed=s, project=str(out),
-                                       name=run.name, **RECIPE)
+            YOLO("yolo11n.yaml").train(
+                data=str(data), epochs=a.epochs, imgsz=a.imgsz, seed=s, project=str(out), name=run.name, **RECIPE
+            )
             (run / "finished").write_text(f"{a.epochs} epochs at {a.imgsz}\n")
         validate_run(run / "weights" / "last.pt", str(data), run, imgsz=a.imgsz, batch=16, workers=0)
         runs.append(load_records(run))
@@ -86,30 +103,42 @@ def main() -> None:
             hw = {"map50_95": [], "map50": []}
             for idx in subsets:
                 # without the box areas: the size APs are not part of this table (and would cost 3 more AP passes)
-                arms = {"a": [replace(r.take(idx), pred_area=None, target_area=None) for r in runs[:s]],
-                        "b": [replace(r.take(idx), pred_area=None, target_area=None) for r in runs[s:2 * s]]}
+                arms = {
+                    "a": [replace(r.take(idx), pred_area=None, target_area=None) for r in runs[:s]],
+                    "b": [replace(r.take(idx), pred_area=None, target_area=None) for r in runs[s : 2 * s]],
+                }
                 got = compare_records(arms, "a", n_boot=a.n_boot)["b"]
                 for k, widths in hw.items():
                     widths.append(got[k]["halfwidth"])
             table[n, s] = {k: float(np.mean(v)) for k, v in hw.items()}
     stat_s = time.time() - t1
 
-    print(f"\ncoco128 class(es) {names}, held-out: trained on {128 - a.val} images, validated on {n_all} "
-          f"({boxes} boxes); YOLO11n from scratch, {a.epochs} epochs at {a.imgsz} px, demo recipe")
-    print("per-seed mAP50-95: " + ", ".join(f"{x['map50_95']:.4f}" for x in m)
-          + f"   (mean {np.mean([x['map50_95'] for x in m]):.4f}, sd {np.std([x['map50_95'] for x in m], ddof=1):.4f})")
+    print(
+        f"\ncoco128 class(es) {names}, held-out: trained on {128 - a.val} images, validated on {n_all} "
+        f"({boxes} boxes); YOLO11n from scratch, {a.epochs} epochs at {a.imgsz} px, demo recipe"
+    )
+    print(
+        "per-seed mAP50-95: "
+        + ", ".join(f"{x['map50_95']:.4f}" for x in m)
+        + f"   (mean {np.mean([x['map50_95'] for x in m]):.4f}, sd {np.std([x['map50_95'] for x in m], ddof=1):.4f})"
+    )
     print("per-seed mAP50:    " + ", ".join(f"{x['map50']:.4f}" for x in m))
     print(f"\nhalf-width of the 95% interval of delta (two arms of the same recipe, {a.n_boot} replicates):\n")
     seeds = range(1, a.seeds // 2 + 1)
     print("| val images | " + " | ".join(f"{s} seed{'s' * (s > 1)} mAP50-95 | mAP50" for s in seeds) + " |")
     print("|---:|" + "---:|---:|" * len(seeds))
     for n in sizes:
-        print(f"| {n} | " + " | ".join(f"±{table[n, s]['map50_95']:.4f} | ±{table[n, s]['map50']:.4f}" for s in seeds)
-              + " |")
+        print(
+            f"| {n} | "
+            + " | ".join(f"±{table[n, s]['map50_95']:.4f} | ±{table[n, s]['map50']:.4f}" for s in seeds)
+            + " |"
+        )
     print()
     for s in seeds:
-        print(f"with {n_all} val images and {s} seed{'s' * (s > 1)} you resolve about "
-              f"±{table[n_all, s]['map50_95']:.3f} mAP50-95 (±{table[n_all, s]['map50']:.3f} mAP50)")
+        print(
+            f"with {n_all} val images and {s} seed{'s' * (s > 1)} you resolve about "
+            f"±{table[n_all, s]['map50_95']:.3f} mAP50-95 (±{table[n_all, s]['map50']:.3f} mAP50)"
+        )
     print(f"\ntraining + validation {train_s:.0f} s; statistics {stat_s:.0f} s")
 
 

@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 # Loaded into each run with ``-p``: the network switch, the plug-in (or the proof of its absence).
-PLUGIN = '''
+PLUGIN = """
 import os, socket, sys
 
 _connect, _getaddrinfo = socket.socket.connect, socket.getaddrinfo
@@ -60,7 +60,7 @@ def pytest_configure(config):
 def pytest_sessionfinish(session, exitstatus):
     with open(os.environ["YI_SUITE_LOADED"], "w") as f:
         f.write(str("yolo_improve" in sys.modules))
-'''
+"""
 
 
 def tests_folder(sdist: Path, work: Path) -> Path:
@@ -82,12 +82,29 @@ def run(mode: str, root: Path, work: Path, pytest_args: list[str], timeout: floa
     """One pytest run; returns ``{test id: (outcome, first line of its message)}``."""
     (work / "yi_suite_plugin.py").write_text(PLUGIN)
     xml, loaded = work / f"{mode}.xml", work / f"{mode}.loaded"
-    env = {**os.environ, "YI_SUITE_MODE": mode, "YI_SUITE_LOADED": str(loaded), "YOLO_OFFLINE": "true",
-           "YOLO_AUTOINSTALL": "false", "YOLO_CONFIG_DIR": tempfile.mkdtemp(prefix=f"yi-suite-{mode}-", dir=work),
-           "YOLO_IMPROVE_HOOK": "0" if mode == "stock" else "1",
-           "PYTHONPATH": os.pathsep.join([str(work), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "pytest", "-p", "yi_suite_plugin", "-p", "no:cacheprovider", "-q", "--tb=line",
-           f"--junitxml={xml}", *(pytest_args or ["tests"])]
+    env = {
+        **os.environ,
+        "YI_SUITE_MODE": mode,
+        "YI_SUITE_LOADED": str(loaded),
+        "YOLO_OFFLINE": "true",
+        "YOLO_AUTOINSTALL": "false",
+        "YOLO_CONFIG_DIR": tempfile.mkdtemp(prefix=f"yi-suite-{mode}-", dir=work),
+        "YOLO_IMPROVE_HOOK": "0" if mode == "stock" else "1",
+        "PYTHONPATH": os.pathsep.join([str(work), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "yi_suite_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--tb=line",
+        f"--junitxml={xml}",
+        *(pytest_args or ["tests"]),
+    ]
     print(f"[{mode}] {' '.join(cmd[2:])}", flush=True)
     try:
         subprocess.run(cmd, cwd=root, env=env, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,8 +120,11 @@ def run(mode: str, root: Path, work: Path, pytest_args: list[str], timeout: floa
         tid = f"{case.get('classname')}::{case.get('name')}"
         child = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
         outcome = "passed" if child is None else {"failure": "failed"}.get(child.tag, child.tag)
-        message = (child.get("message") or "").strip().splitlines()[0][:160] if child is not None and \
-            (child.get("message") or "").strip() else ""
+        message = (
+            (child.get("message") or "").strip().splitlines()[0][:160]
+            if child is not None and (child.get("message") or "").strip()
+            else ""
+        )
         out[tid] = (outcome, message)
     return out
 
@@ -129,8 +149,9 @@ def main() -> None:
             counts[outcome] = counts.get(outcome, 0) + 1
         print(f"{mode:<7} {len(res)} tests: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     stock, plugin = results["stock"], results["plugin"]
-    differ = sorted(t for t in stock.keys() | plugin.keys() if stock.get(t, ("absent",))[0] !=
-                    plugin.get(t, ("absent",))[0])
+    differ = sorted(
+        t for t in stock.keys() | plugin.keys() if stock.get(t, ("absent",))[0] != plugin.get(t, ("absent",))[0]
+    )
     for t in differ:
         s, p = stock.get(t, ("absent", "")), plugin.get(t, ("absent", ""))
         print(f"DIFFERS {t}: stock {s[0]} {s[1]!r}; with yolo-improve {p[0]} {p[1]!r}")

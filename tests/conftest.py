@@ -82,9 +82,20 @@ def onnx_max_diff(onnx_path, model: torch.nn.Module, x: torch.Tensor) -> float:
 
 # Files whose tests train, export through several runtimes or start other processes: `-m "not slow"` leaves them out,
 # for a quick loop while working on one module (`bash tasks.sh test -m "not slow"`).
-SLOW_FILES = {"test_compare.py", "test_configs.py", "test_contract.py", "test_evaluate.py", "test_export_matrix.py",
-              "test_ray.py", "test_recovery.py", "test_reliability.py", "test_swap.py", "test_tasks.py",
-              "test_variants_train.py", "test_workflow.py"}
+SLOW_FILES = {
+    "test_compare.py",
+    "test_configs.py",
+    "test_contract.py",
+    "test_evaluate.py",
+    "test_export_matrix.py",
+    "test_ray.py",
+    "test_recovery.py",
+    "test_reliability.py",
+    "test_swap.py",
+    "test_tasks.py",
+    "test_variants_train.py",
+    "test_workflow.py",
+}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -283,8 +283,13 @@ def _offset_groups(groups, offsets, scaled=None):
         if any(id(p) in offsets for p in g["params"]):
             assert all(id(p) in offsets for p in g["params"])  # offsets are never mixed with other parameters
             same = {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr", "param_group")}
-            sibs = [h["lr"] for h in groups if h["params"] and not any(id(p) in scaled for p in h["params"])
-                    and {k: v for k, v in h.items() if k not in ("params", "lr", "initial_lr", "param_group")} == same]
+            sibs = [
+                h["lr"]
+                for h in groups
+                if h["params"]
+                and not any(id(p) in scaled for p in h["params"])
+                and {k: v for k, v in h.items() if k not in ("params", "lr", "initial_lr", "param_group")} == same
+            ]
             assert sibs, (g, groups)
             pairs.append((g, sibs))
     return pairs
@@ -303,8 +308,9 @@ def test_optimizer_puts_offset_conv_in_its_own_groups_at_lr_scale(name):
 
     apply_pending()  # normally done when the first model is built from YAML
     model = torch.nn.Sequential(Conv(3, 8, 3), AKConv(8, 16, 5, 2), AKConv(16, 16, 3, 1, offset_lr_scale=0.5))
-    fake = SimpleNamespace(args=SimpleNamespace(lr0=0.02, momentum=0.9, warmup_bias_lr=0.1, optimizer=name),
-                           data={"nc": 3})
+    fake = SimpleNamespace(
+        args=SimpleNamespace(lr0=0.02, momentum=0.9, warmup_bias_lr=0.1, optimizer=name), data={"nc": 3}
+    )
     opt = BaseTrainer.build_optimizer(fake, model, name=name, lr=0.02, momentum=0.9, decay=5e-4, iterations=10)
     ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
@@ -328,7 +334,8 @@ def _watch_offset_lr(model, seen):
         assert len(pairs) == 2 and sum(len(g["params"]) for g, _ in pairs) == len(offsets) == 2 * len(ak) > 0
         assert sum(g["weight_decay"] > 0 for g, _ in pairs) == 1
         seen.setdefault(key, []).append(
-            (trainer.epoch, type(trainer.optimizer).__name__, [(g["weight_decay"] > 0, g["lr"], s) for g, s in pairs]))
+            (trainer.epoch, type(trainer.optimizer).__name__, [(g["weight_decay"] > 0, g["lr"], s) for g, s in pairs])
+        )
 
     model.add_callback("on_train_batch_end", lambda t: record(t, "batch"))
     model.add_callback("on_train_epoch_end", lambda t: record(t, "epoch"))

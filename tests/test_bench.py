@@ -11,11 +11,37 @@ import torch
 from yolo_improve.bench import bench, measure, resolve_models, variants
 from yolo_improve.registry import CFG_DIR
 
-COLUMNS = ["model", "params_train", "params_deploy", "gflops_train", "gflops_deploy", "lat_train_ms",
-           "lat_train_iqr_ms", "lat_deploy_ms", "lat_deploy_iqr_ms", "lat_onnx_ms", "lat_onnx_iqr_ms",
-           "onnx_max_diff", "reparam_max_diff", "train_mem_mb", "bn_train", "bn_deploy",
-           *(f"{k}_x" for k in ("params_train", "params_deploy", "gflops_train", "gflops_deploy", "lat_train_ms",
-                                "lat_deploy_ms", "lat_onnx_ms", "train_mem_mb"))]
+COLUMNS = [
+    "model",
+    "params_train",
+    "params_deploy",
+    "gflops_train",
+    "gflops_deploy",
+    "lat_train_ms",
+    "lat_train_iqr_ms",
+    "lat_deploy_ms",
+    "lat_deploy_iqr_ms",
+    "lat_onnx_ms",
+    "lat_onnx_iqr_ms",
+    "onnx_max_diff",
+    "reparam_max_diff",
+    "train_mem_mb",
+    "bn_train",
+    "bn_deploy",
+    *(
+        f"{k}_x"
+        for k in (
+            "params_train",
+            "params_deploy",
+            "gflops_train",
+            "gflops_deploy",
+            "lat_train_ms",
+            "lat_deploy_ms",
+            "lat_onnx_ms",
+            "train_mem_mb",
+        )
+    ),
+]
 
 
 @pytest.fixture(scope="module")

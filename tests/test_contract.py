@@ -45,8 +45,11 @@ def test_every_registered_module_passes_the_contract(name):
     kind = registry.get(name).kind
     report = check(name, scales="n" if kind == "backbone" else "nsmlx")  # a backbone's width: test_integration
     assert report.ok, report.table()
-    assert [x.check for x in report.lines if x.ok is None] == ([] if any(
-        x.check == "train = deploy" and x.ok for x in report.lines) else ["train = deploy", "deploy idempotent"])
+    assert [x.check for x in report.lines if x.ok is None] == (
+        []
+        if any(x.check == "train = deploy" and x.ok for x in report.lines)
+        else ["train = deploy", "deploy idempotent"]
+    )
 
 
 # ------------------------------------------------------------------------------------------ broken modules
@@ -113,9 +116,14 @@ def broken(tmp_path_factory):
         del registry.REGISTRY[name]
 
 
-@pytest.mark.parametrize("name,failing", [("contract_bad_fold", {"train = deploy"}),
-                                          ("contract_fp16_overflow", {"autocast float16", "half"}),
-                                          ("contract_unpicklable", {"pickle", "safe load"})])
+@pytest.mark.parametrize(
+    "name,failing",
+    [
+        ("contract_bad_fold", {"train = deploy"}),
+        ("contract_fp16_overflow", {"autocast float16", "half"}),
+        ("contract_unpicklable", {"pickle", "safe load"}),
+    ],
+)
 def test_broken_modules_fail_on_the_named_check(broken, name, failing):
     report = check(name, scales="n", onnx=False)
     assert {x.check for x in report.failed} == failing, report.table()
@@ -129,9 +137,11 @@ def test_check_cli_exits_nonzero_naming_the_failed_check(broken, capsys):
 
 
 def test_check_registers_an_undecorated_class_with_its_kind(tmp_path, monkeypatch, forget):
-    (tmp_path / "contract_plain.py").write_text("from torch import nn\n\nclass Plain(nn.Module):\n"
-                                                "    def __init__(self, c1):\n        super().__init__()\n"
-                                                "    def forward(self, x):\n        return x * 0.5\n")
+    (tmp_path / "contract_plain.py").write_text(
+        "from torch import nn\n\nclass Plain(nn.Module):\n"
+        "    def __init__(self, c1):\n        super().__init__()\n"
+        "    def forward(self, x):\n        return x * 0.5\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     forget(["Plain"])
     with pytest.raises(ValueError, match="not registered: give its kind"):
@@ -175,8 +185,14 @@ class TinyBlock(nn.Module):
 def _run(code: str, env: dict, cwd) -> str:
     import os
 
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, **env}, cwd=cwd,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 
@@ -207,10 +223,20 @@ def test_module_in_a_file_outside_the_package(tmp_path, monkeypatch, sample, for
     d = _yaml_naming("user_block.TinyBlock", 2, [256, False])
     (tmp_path / "yolo11n-user.yaml").write_text(yaml.safe_dump(d))
     yolo = YOLO(str(tmp_path / "yolo11n-user.yaml"))
-    yolo.train(data=str(sample), epochs=1, imgsz=32, batch=8, workers=0, plots=False, val=False,
-               project=str(tmp_path), name="run")
+    yolo.train(
+        data=str(sample),
+        epochs=1,
+        imgsz=32,
+        batch=8,
+        workers=0,
+        plots=False,
+        val=False,
+        project=str(tmp_path),
+        name="run",
+    )
     best = tmp_path / "run" / "weights" / "last.pt"
-    out = _run(f"""
+    out = _run(
+        f"""
         import sys
         from ultralytics.nn import tasks
         try:  # safe loading never imports a module a checkpoint names: an unregistered class is refused, by name
@@ -221,11 +247,14 @@ def test_module_in_a_file_outside_the_package(tmp_path, monkeypatch, sample, for
         assert "user_block" not in sys.modules
         from ultralytics import YOLO
         model = YOLO({str(best)!r})  # a plain load imports user_block, whose import registers the class
-        r = model.predict({str(sample.parent / 'val' / 'images')!r}, imgsz=32, verbose=False)
+        r = model.predict({str(sample.parent / "val" / "images")!r}, imgsz=32, verbose=False)
         assert type(model.model.model[2]).__name__ == "TinyBlock" and len(r) > 0
         ckpt, _ = tasks.torch_safe_load({str(best)!r}, safe_only=True)  # registered now: allow-listed
         print("ok", type(ckpt["model"].model[2]).__name__)
-    """, {"PYTHONPATH": f"{tmp_path}:{SRC}"}, tmp_path)
+    """,
+        {"PYTHONPATH": f"{tmp_path}:{SRC}"},
+        tmp_path,
+    )
     assert out.strip().endswith("ok TinyBlock")
 
 
@@ -261,22 +290,30 @@ def test_installed_package_registers_through_its_entry_point(tmp_path):
     env = {"PYTHONPATH": f"{site}:{SRC}"}
     d = _yaml_naming("PlugConv", 1, [128, 3, 2])  # YOLO11's second Conv
     (tmp_path / "plug.yaml").write_text(yaml.safe_dump(d))
-    _run(f"""
+    _run(
+        f"""
         import sys
         from ultralytics import YOLO
         assert "plugpkg" not in sys.modules
-        model = YOLO({str(tmp_path / 'plug.yaml')!r})
+        model = YOLO({str(tmp_path / "plug.yaml")!r})
         assert type(model.model.model[1]).__name__ == "PlugConv", model.model.model[1]
-        model.save({str(tmp_path / 'plug.pt')!r})
-    """, env, tmp_path)
-    out = _run(f"""
+        model.save({str(tmp_path / "plug.pt")!r})
+    """,
+        env,
+        tmp_path,
+    )
+    out = _run(
+        f"""
         import sys, torch
         from ultralytics import YOLO
-        model = YOLO({str(tmp_path / 'plug.pt')!r})
+        model = YOLO({str(tmp_path / "plug.pt")!r})
         assert "plugpkg" in sys.modules  # imported through the entry point, before unpickling
         y = model.model.eval()(torch.zeros(1, 3, 64, 64))
         print("ok", type(model.model.model[1]).__name__)
-    """, {**env, "ULTRALYTICS_SAFE_LOAD": "1"}, tmp_path)
+    """,
+        {**env, "ULTRALYTICS_SAFE_LOAD": "1"},
+        tmp_path,
+    )
     assert out.strip().endswith("ok PlugConv")
 
 

@@ -104,8 +104,9 @@ def test_python_api_takes_a_dataset_folder(sample, tmp_path):
     shutil.copytree(sample.parent, root)
     (root / "data.yaml").unlink()
     model = YOLO("yolo11n.yaml")
-    model.train(data=str(root), epochs=1, imgsz=32, batch=8, workers=0, plots=False, project=str(tmp_path), name="r",
-                val=False)
+    model.train(
+        data=str(root), epochs=1, imgsz=32, batch=8, workers=0, plots=False, project=str(tmp_path), name="r", val=False
+    )
     metrics = model.val(data=root, imgsz=32, batch=8, workers=0, plots=False)
     assert metrics.box.map >= 0.0 and not (root / "data.yaml").exists()
 
@@ -120,9 +121,16 @@ def test_sample_person_view_is_held_in_person_only(tmp_path):
     assert cfg["names"] == {0: "person"} and cfg["train"] == cfg["val"] == "images"
     assert view != SAMPLE and SAMPLE not in view.parents
     labels = sorted((view / "labels").glob("*.txt"))
-    assert {p.stem for p in labels} == {p.stem for p in (view / "images").iterdir()} \
+    assert (
+        {p.stem for p in labels}
+        == {p.stem for p in (view / "images").iterdir()}
         == {p.stem for p in (SAMPLE / "train" / "labels").glob("*.txt")}
+    )
     rows = [r.split() for p in labels for r in p.read_text().splitlines()]
-    want = [r.split() for p in sorted((SAMPLE / "train" / "labels").glob("*.txt"))
-            for r in p.read_text().splitlines() if r.split()[0] == "0"]
+    want = [
+        r.split()
+        for p in sorted((SAMPLE / "train" / "labels").glob("*.txt"))
+        for r in p.read_text().splitlines()
+        if r.split()[0] == "0"
+    ]
     assert rows == want and len(rows) == 26

@@ -19,9 +19,27 @@ from yolo_improve.stats import BETTER, SAME, compare_runs, run_metrics
 
 VAL = dict(imgsz=64, batch=16, workers=0)
 # the demo's memorising recipe (cli.DEMO_OPTS) at 64 px: 40 epochs reach mAP50 ~0.27 on the 16 images in ~35 s
-TRAIN = dict(imgsz=64, batch=4, nbs=4, optimizer="AdamW", lr0=0.003, warmup_epochs=0.0, mosaic=0.0, translate=0.0,
-             scale=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, val=False, workers=0, plots=False, seed=0,
-             exist_ok=True, verbose=False)
+TRAIN = dict(
+    imgsz=64,
+    batch=4,
+    nbs=4,
+    optimizer="AdamW",
+    lr0=0.003,
+    warmup_epochs=0.0,
+    mosaic=0.0,
+    translate=0.0,
+    scale=0.0,
+    fliplr=0.0,
+    hsv_h=0.0,
+    hsv_s=0.0,
+    hsv_v=0.0,
+    val=False,
+    workers=0,
+    plots=False,
+    seed=0,
+    exist_ok=True,
+    verbose=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +70,20 @@ def test_records_give_ultralytics_numbers_and_verdicts(trained, tmp_path):
     assert validate_run(fitted, data, runs["fitted"], **VAL)["map50"] > 0.1  # fitted: memorised the 16 images
     # a copy of the same checkpoint under another label: the same records, no difference
     shutil.copytree(runs["fitted"], tmp_path / "copy_b")
-    out = compare_runs({"one": [runs["one"]], "fitted": [runs["fitted"]], "copy_a": [runs["copy_a"]],
-                        "copy_b": [tmp_path / "copy_b"]}, "one", n_boot=1000, workers=1)
+    out = compare_runs(
+        {"one": [runs["one"]], "fitted": [runs["fitted"]], "copy_a": [runs["copy_a"]], "copy_b": [tmp_path / "copy_b"]},
+        "one",
+        n_boot=1000,
+        workers=1,
+    )
     f = out["fitted"]["map50_95"]
     assert f["verdict"] == BETTER and f["lo"] > 0 and f["images_only"], f
     for k in ("ap_small", "ap_medium", "ap_large"):  # faster-coco-eval's values on Ultralytics 8.4, else the records'
         assert out["fitted"][k]["delta"] is None or -1 <= out["fitted"][k]["delta"] <= 1
     # worker processes give the same answer
-    assert compare_runs({"one": [runs["one"]], "fitted": [runs["fitted"]]}, "one", n_boot=200, workers=2) == \
-        compare_runs({"one": [runs["one"]], "fitted": [runs["fitted"]]}, "one", n_boot=200, workers=1)
+    assert compare_runs(
+        {"one": [runs["one"]], "fitted": [runs["fitted"]]}, "one", n_boot=200, workers=2
+    ) == compare_runs({"one": [runs["one"]], "fitted": [runs["fitted"]]}, "one", n_boot=200, workers=1)
     same = compare_runs({"copy_a": [runs["copy_a"]], "copy_b": [tmp_path / "copy_b"]}, "copy_a", workers=1)
     assert all(row["verdict"] == SAME for row in same["copy_b"].values() if row["verdict"] is not None)
     assert same["copy_b"]["map50_95"]["verdict"] == SAME
@@ -85,8 +108,12 @@ def test_cache_follows_best_pt_content(trained, tmp_path):
 def test_records_of_every_task(task, tmp_path):
     """Records of an untrained model (random BatchNorm statistics) reproduce Ultralytics' numbers for each task."""
     data = _task_data(tmp_path, task)
-    cfg = {"segment": "yolo11n-seg.yaml", "pose": "yolo11n-pose.yaml", "obb": "yolo11n-obb.yaml",
-           "classify": "yolo11n-cls.yaml"}[task]
+    cfg = {
+        "segment": "yolo11n-seg.yaml",
+        "pose": "yolo11n-pose.yaml",
+        "obb": "yolo11n-obb.yaml",
+        "classify": "yolo11n-cls.yaml",
+    }[task]
     model = YOLO(cfg)
     if task == "pose":  # the data's 4 keypoints (the box corners)
         model.model = PoseModel(cfg, nc=80, data_kpt_shape=(4, 3), verbose=False)
@@ -97,14 +124,16 @@ def test_records_of_every_task(task, tmp_path):
     randomize_bn(model.model, seed=1)
     model.save(tmp_path / "m.pt")
     # an untrained head scores every box far below the default conf=0.001: keep them all (max_det per image)
-    s = validate_run(tmp_path / "m.pt", data, tmp_path / "run", imgsz=32, batch=8, workers=0, conf=1e-9,
-                     max_det=50)
+    s = validate_run(tmp_path / "m.pt", data, tmp_path / "run", imgsz=32, batch=8, workers=0, conf=1e-9, max_det=50)
     rec = load_records(tmp_path / "run")
     got = run_metrics(rec)
     assert s["task"] == rec.task == task
-    keys = {"segment": ["map50", "map50_95", "mask_map50", "mask_map50_95"],
-            "pose": ["map50", "map50_95", "pose_map50", "pose_map50_95"], "obb": ["map50", "map50_95"],
-            "classify": ["top1", "top5"]}[task]
+    keys = {
+        "segment": ["map50", "map50_95", "mask_map50", "mask_map50_95"],
+        "pose": ["map50", "map50_95", "pose_map50", "pose_map50_95"],
+        "obb": ["map50", "map50_95"],
+        "classify": ["top1", "top5"],
+    }[task]
     for k in keys:
         assert got[k] == pytest.approx(s[k], abs=1e-9 if task != "classify" else 1e-7), k  # top-k: float32 mean
     if task == "classify":

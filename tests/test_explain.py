@@ -62,7 +62,11 @@ def _redness_detector(folder):
     the pooled redness (R - (G + B) / 2) of the image around each anchor: every conv passes channel 0 on, doubled
     (stride-2 convs average their taps), every norm is the identity, the class conv scores channel 0; all else is
     zero."""
-    d = {"nc": 1, "backbone": [[-1, 1, "Conv", [8, 3, 2]] for _ in range(5)], "head": [[[2, 3, 4], 1, "Detect", ["nc"]]]}
+    d = {
+        "nc": 1,
+        "backbone": [[-1, 1, "Conv", [8, 3, 2]] for _ in range(5)],
+        "head": [[[2, 3, 4], 1, "Detect", ["nc"]]],
+    }
     (folder / "red.yaml").write_text(yaml.safe_dump(d))
     model = YOLO(str(folder / "red.yaml"))
     head = model.model.model[-1]
@@ -96,8 +100,8 @@ def test_cam_puts_more_mass_inside_the_region_that_drives_the_detection(tmp_path
     im = cv2.resize(cv2.imread(str(IMAGE)), (128, 128))
     box = (64, 32, 112, 80)  # x0, y0, x1, y1: off-centre, 14% of the image, wider than a P5 cell (32 px)
     red, masked = im.copy(), im.copy()
-    red[box[1]:box[3], box[0]:box[2]] = (40, 40, 230)  # BGR
-    masked[box[1]:box[3], box[0]:box[2]] = 114
+    red[box[1] : box[3], box[0] : box[2]] = (40, 40, 230)  # BGR
+    masked[box[1] : box[3], box[0] : box[2]] = 114
     cv2.imwrite(str(tmp_path / "red.jpg"), red)
     cv2.imwrite(str(tmp_path / "masked.jpg"), masked)
     _, net = _load(_redness_detector(tmp_path))
@@ -105,7 +109,7 @@ def test_cam_puts_more_mass_inside_the_region_that_drives_the_detection(tmp_path
     _, gone = heatmap(net, _letterbox(tmp_path / "masked.jpg", 128)[1])
     assert not dets["below_conf"] and gone["below_conf"], (dets["score"], gone["score"])
     assert float(dets["score"].max()) > 0.5 and float(gone["score"].max()) < 0.1
-    inside = grey[box[1]:box[3], box[0]:box[2]].sum()
+    inside = grey[box[1] : box[3], box[0] : box[2]].sum()
     outside = grey.sum() - inside
     area = (box[2] - box[0]) * (box[3] - box[1]) / grey.size
     assert inside > outside, (inside, outside)
@@ -160,8 +164,9 @@ def test_erf_panel_json_and_the_large_kernel_backbone_sees_further(tmp_path):
     UniRepLKNet's P5 field (13x13 kernels) covers more of the image than YOLO11n's (3x3)."""
     torch.manual_seed(0)
     nets = {n: _load(f"{n}.yaml", n)[1] for n in ("yolo11n", "yolo11n-unireplknet")}
-    r = yolo_improve.explain(nets, erf=True, source=str(SAMPLE / "val" / "images"), n=2, imgsz=128, out=tmp_path,
-                             verbose=False)
+    r = yolo_improve.explain(
+        nets, erf=True, source=str(SAMPLE / "val" / "images"), n=2, imgsz=128, out=tmp_path, verbose=False
+    )
     areas = json.loads((tmp_path / "erf.json").read_text())
     assert areas == r["areas"] and set(areas) == set(nets) and r["layers"] == {"yolo11n": 8, "yolo11n-unireplknet": 4}
     for a in areas.values():
@@ -206,8 +211,19 @@ def test_cli_and_clear_errors(tmp_path, capsys):
     and a head with no target yet fail naming the culprit."""
     torch.manual_seed(0)
     YOLO("yolo11n.yaml").save(tmp_path / "a.pt")
-    assert main(["explain", f"model={tmp_path / 'a.pt'},yolo11n-repvit.yaml", f"source={IMAGE}", "imgsz=64",
-                 f"out={tmp_path / 'out'}", "method=eigencam"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                f"model={tmp_path / 'a.pt'},yolo11n-repvit.yaml",
+                f"source={IMAGE}",
+                "imgsz=64",
+                f"out={tmp_path / 'out'}",
+                "method=eigencam",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "out" / f"{IMAGE.stem}.png").is_file()
     assert main(["explain", f"model={tmp_path / 'a.pt'}", f"source={tmp_path / 'no.jpg'}"]) == 1
     assert "no.jpg does not exist" in capsys.readouterr().err
@@ -229,6 +245,5 @@ def test_cli_and_clear_errors(tmp_path, capsys):
 
 def test_import_does_not_load_grad_cam():
     code = "import sys, yolo_improve; print(callable(yolo_improve.explain), 'pytorch_grad_cam' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]

@@ -15,8 +15,16 @@ FORMATS = ["torchscript", "onnx", "openvino", "ncnn"]
 
 @pytest.fixture(scope="module")
 def result():
-    return bench(["baseline", "convnextv2"], imgsz=64, repeats=2, warmup=1, memory=False, onnx=False,
-                 device="cpu", formats=",".join(FORMATS))
+    return bench(
+        ["baseline", "convnextv2"],
+        imgsz=64,
+        repeats=2,
+        warmup=1,
+        memory=False,
+        onnx=False,
+        device="cpu",
+        formats=",".join(FORMATS),
+    )
 
 
 def test_every_available_format_matches_pytorch(result):

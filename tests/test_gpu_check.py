@@ -14,8 +14,9 @@ SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
 def test_without_cuda_it_skips_and_exits_0(tmp_path):
     out = tmp_path / "report.json"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(SCRIPT.parents[1] / "src")}
-    p = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], env=env, capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.loads(out.read_text())
     assert "no CUDA device" in report["skipped"] and "skipped" in p.stdout
@@ -27,9 +28,31 @@ def test_checks_run_on_cpu(tmp_path):
     gc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gc)
     out = tmp_path / "cpu.json"
-    assert gc.main(["--device", "cpu", "--out", str(out), "--models", "baseline,akconv", "--imgsz", "32",
-                    "--batch", "2", "--train-batch", "2", "--akconv-channels", "8", "--repeats", "1",
-                    "--dtypes", "bfloat16"]) == 0
+    assert (
+        gc.main(
+            [
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--models",
+                "baseline,akconv",
+                "--imgsz",
+                "32",
+                "--batch",
+                "2",
+                "--train-batch",
+                "2",
+                "--akconv-channels",
+                "8",
+                "--repeats",
+                "1",
+                "--dtypes",
+                "bfloat16",
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["ok"], r
     assert set(r["amp"]) == {"yolo11n", "yolo11n-akconv"}

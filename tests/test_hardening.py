@@ -20,8 +20,13 @@ TRAIN = dict(imgsz=64, batch=8, workers=0, plots=False, seed=0)
 
 
 def _python(code: str, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def _digest(path) -> str:
@@ -93,10 +98,13 @@ def test_safe_load_refuses_a_crafted_global(payload, tmp_path):
         torch.save({{"model": Evil(), "train_args": {{}}}}, {str(path)!r})
     """)
     assert r.returncode == 0, r.stderr
-    r = _python(f"""
+    r = _python(
+        f"""
         from ultralytics import YOLO
         YOLO({str(path)!r})
-    """, env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    """,
+        env={"ULTRALYTICS_SAFE_LOAD": "1"},
+    )
     assert r.returncode != 0 and "crafted.pt" in r.stderr
     assert not marker.exists()
 
@@ -106,7 +114,7 @@ def test_killed_training_resumes_with_our_modules_and_optimizer_state(sample, tm
     r = _python(f"""
         import os
         from ultralytics import YOLO
-        m = YOLO({str(SEEDS / 'yolo11-OREPA.yaml')!r})
+        m = YOLO({str(SEEDS / "yolo11-OREPA.yaml")!r})
         def die(trainer):
             if trainer.epoch == 1:
                 os._exit(17)  # killed mid-epoch 1, after epoch 0 was saved
@@ -119,8 +127,9 @@ def test_killed_training_resumes_with_our_modules_and_optimizer_state(sample, tm
     seen = {}
 
     def on_train_start(trainer):
-        seen.update(start=trainer.start_epoch, state=len(trainer.optimizer.state),
-                    orepa=type(trainer.model.model[1]).__name__)
+        seen.update(
+            start=trainer.start_epoch, state=len(trainer.optimizer.state), orepa=type(trainer.model.model[1]).__name__
+        )
 
     model = YOLO(last)
     model.add_callback("on_train_start", on_train_start)
@@ -133,7 +142,8 @@ def test_killed_training_resumes_with_our_modules_and_optimizer_state(sample, tm
 
 # ------------------------------------------------------------------------------------------------ no network
 def test_everything_runs_with_the_network_cut(sample, tmp_path):
-    r = _python(f"""
+    r = _python(
+        f"""
         import socket
         attempts = []
         def refuse(*args, **kwargs):
@@ -147,13 +157,15 @@ def test_everything_runs_with_the_network_cut(sample, tmp_path):
         import yolo_improve
         m = YOLO("yolo11n-orepa.yaml")
         m.train(data={str(sample)!r}, epochs=1, project={str(tmp_path)!r}, name="run", **{TRAIN!r})
-        best = {str(tmp_path / 'run' / 'weights' / 'best.pt')!r}
+        best = {str(tmp_path / "run" / "weights" / "best.pt")!r}
         YOLO(best).val(data={str(sample)!r}, imgsz=64, batch=8, workers=0, plots=False)
-        YOLO(best).predict({str(sample.parent / 'val' / 'images')!r}, imgsz=64, verbose=False)
+        YOLO(best).predict({str(sample.parent / "val" / "images")!r}, imgsz=64, verbose=False)
         deploy = yolo_improve.reparam.save_deploy(best)
         YOLO(deploy).export(format="onnx", imgsz=64, simplify=False)
         print("network attempts:", len(attempts))
-    """, timeout=600)
+    """,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "network attempts: 0" in r.stdout
 

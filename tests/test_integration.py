@@ -126,8 +126,6 @@ def test_unknown_module_names_layer_and_known_names():
         tasks.DetectionModel(d, verbose=False)
 
 
-
-
 @pytest.mark.parametrize(
     "mutate,match",
     [
@@ -219,8 +217,17 @@ def test_grn_parameters_are_not_weight_decayed(sample, tmp_path):
         seen["n"] = len(grn)
 
     model.add_callback("on_train_start", grab)
-    model.train(data=str(sample), epochs=1, imgsz=32, batch=8, workers=0, plots=False, project=str(tmp_path),
-                name="wd", val=False)
+    model.train(
+        data=str(sample),
+        epochs=1,
+        imgsz=32,
+        batch=8,
+        workers=0,
+        plots=False,
+        project=str(tmp_path),
+        name="wd",
+        val=False,
+    )
     assert seen["n"] > 0
     assert sum(k for _, _, k in seen["groups"]) == seen["n"]  # every GRN parameter is in the optimizer once
     assert all(wd == 0.0 for _, wd, k in seen["groups"] if k)  # and none of them is decayed
@@ -293,11 +300,13 @@ def test_hook_imports_no_heavy_module_until_a_model_needs_it():
     import subprocess
     import sys
 
-    code = ("import sys, ultralytics.nn.tasks as t\n"
-            "assert 'yolo_improve' in sys.modules, 'hook not active'\n"
-            "heavy = [m for m in sys.modules if m.startswith(('timm', 'yolo_improve.layers', 'yolo_improve.backbones',"
-            " 'thop'))]\nassert not heavy, heavy\n"
-            "t.DetectionModel('yolo11n-orepa.yaml', verbose=False)\n"
-            "assert 'yolo_improve.layers.orepa' in sys.modules and 'timm' not in sys.modules\n")
+    code = (
+        "import sys, ultralytics.nn.tasks as t\n"
+        "assert 'yolo_improve' in sys.modules, 'hook not active'\n"
+        "heavy = [m for m in sys.modules if m.startswith(('timm', 'yolo_improve.layers', 'yolo_improve.backbones',"
+        " 'thop'))]\nassert not heavy, heavy\n"
+        "t.DetectionModel('yolo11n-orepa.yaml', verbose=False)\n"
+        "assert 'yolo_improve.layers.orepa' in sys.modules and 'timm' not in sys.modules\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

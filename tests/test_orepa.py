@@ -143,8 +143,10 @@ def test_reparameterize_is_idempotent_and_leaves_one_conv():
     assert rel_diff(m(x), y) < 1e-5
 
 
-@pytest.mark.parametrize("k,s,g,fused", [(3, 2, 1, False), (1, 1, 1, False), (5, 1, 2, False), (3, 1, 8, False),
-                                         (3, 2, 1, True), (1, 1, 2, True)])
+@pytest.mark.parametrize(
+    "k,s,g,fused",
+    [(3, 2, 1, False), (1, 1, 1, False), (5, 1, 2, False), (3, 1, 8, False), (3, 2, 1, True), (1, 1, 2, True)],
+)
 def test_from_conv_is_exact_and_trainable(k, s, g, fused):
     c = trained_conv(8, 16, k, s, g, fused, seed=16 + k)
     m = OREPA.from_conv(c)
@@ -293,8 +295,14 @@ def test_training_steps_fit_a_target():
 
 # ---- official layout (JUGGHM/OREPA_CVPR2022 blocks.py): state dicts built in its names and shapes, and its forward
 # computed by a straightforward reference written here from the official definitions (loops over groups and taps)
-OFFICIAL_BUFFERS = ("weight_orepa_avg_avg", "id_tensor", "weight_orepa_prior", "running_mean", "running_var",
-                    "num_batches_tracked")
+OFFICIAL_BUFFERS = (
+    "weight_orepa_avg_avg",
+    "id_tensor",
+    "weight_orepa_prior",
+    "running_mean",
+    "running_var",
+    "num_batches_tracked",
+)
 
 
 def official_state_dict(c1, c2, k, g, gen, bn=True):
@@ -311,29 +319,47 @@ def official_state_dict(c1, c2, k, g, gen, bn=True):
             sd.update({f"weight{i}.{n}": v for n, v in block.items()})
     elif k == 1:
         t = c1 if c2 > c1 else c2
-        sd = {"weight_or1x1_origin": r(c2, ci, 1, 1), "weight_or1x1_l2i_conv1": r(t, ci, 1, 1),
-              "weight_or1x1_l2i_conv2": r(c2, t // g, 1, 1), "vector": r(2, c2)}
+        sd = {
+            "weight_or1x1_origin": r(c2, ci, 1, 1),
+            "weight_or1x1_l2i_conv1": r(t, ci, 1, 1),
+            "weight_or1x1_l2i_conv2": r(c2, t // g, 1, 1),
+            "vector": r(2, c2),
+        }
     else:
         t = c1 if g <= 4 else 2 * c1
         ident = torch.zeros(t, ci, 1, 1, dtype=torch.float64)
         ident[torch.arange(t), torch.arange(t) % ci] = 1.0
-        sd = {"weight_orepa_origin": r(c2, ci, k, k), "weight_orepa_avg_conv": r(c2, ci, 1, 1),
-              "weight_orepa_pfir_conv": r(c2, ci, 1, 1),
-              "weight_orepa_avg_avg": torch.full((k, k), 1.0 / k / k, dtype=torch.float64),
-              "weight_orepa_1x1": r(c2, ci, 1, 1), "weight_orepa_1x1_kxk_idconv1": r(t, ci, 1, 1), "id_tensor": ident,
-              "weight_orepa_1x1_kxk_conv2": r(c2, t // g, k, k), "weight_orepa_gconv_dw": r(c1 * 8, 1, k, k),
-              "weight_orepa_gconv_pw": r(c2, ci * 8, 1, 1), "vector": r(6, c2),
-              "weight_orepa_prior": r(c2, k, k)}  # a checkpoint's prior (official: whatever its init wrote)
+        sd = {
+            "weight_orepa_origin": r(c2, ci, k, k),
+            "weight_orepa_avg_conv": r(c2, ci, 1, 1),
+            "weight_orepa_pfir_conv": r(c2, ci, 1, 1),
+            "weight_orepa_avg_avg": torch.full((k, k), 1.0 / k / k, dtype=torch.float64),
+            "weight_orepa_1x1": r(c2, ci, 1, 1),
+            "weight_orepa_1x1_kxk_idconv1": r(t, ci, 1, 1),
+            "id_tensor": ident,
+            "weight_orepa_1x1_kxk_conv2": r(c2, t // g, k, k),
+            "weight_orepa_gconv_dw": r(c1 * 8, 1, k, k),
+            "weight_orepa_gconv_pw": r(c2, ci * 8, 1, 1),
+            "vector": r(6, c2),
+            "weight_orepa_prior": r(c2, k, k),
+        }  # a checkpoint's prior (official: whatever its init wrote)
     if bn:
-        sd.update({"bn.weight": r(c2) + 1, "bn.bias": r(c2), "bn.running_mean": r(c2),
-                   "bn.running_var": r(c2).abs() + 0.5, "bn.num_batches_tracked": torch.tensor(7)})
+        sd.update(
+            {
+                "bn.weight": r(c2) + 1,
+                "bn.bias": r(c2),
+                "bn.running_mean": r(c2),
+                "bn.running_var": r(c2).abs() + 0.5,
+                "bn.num_batches_tracked": torch.tensor(7),
+            }
+        )
     return sd
 
 
 def official_kernel(sd, c1, c2, k, g, prefix=""):
     """The kernel the official block computes from ``sd`` (its ``weight_gen``), written from its definition."""
     ci, co = c1 // g, c2 // g
-    w = {n[len(prefix):]: v for n, v in sd.items() if n.startswith(prefix)}
+    w = {n[len(prefix) :]: v for n, v in sd.items() if n.startswith(prefix)}
     if k >= 7:  # composed: K_new[o, i] = sum over the group's m and 3x3 taps a of W[o, m, a] * K[m, i, . + a - 2]
         kern = official_kernel(sd, c1, c2, 3, g, "weight0.")
         for b in range(1, (k - 1) // 2):
@@ -345,8 +371,9 @@ def official_kernel(sd, c1, c2, k, g, prefix=""):
                 grp = slice(o // co * co, o // co * co + co)
                 for a in range(3):
                     for b2 in range(3):
-                        new[o] += torch.einsum("m,mihw->ihw", nxt[o, :, a, b2],
-                                               padded[grp, :, a:a + kk + 2, b2:b2 + kk + 2])
+                        new[o] += torch.einsum(
+                            "m,mihw->ihw", nxt[o, :, a, b2], padded[grp, :, a : a + kk + 2, b2 : b2 + kk + 2]
+                        )
             kern = new
         return kern
     v = w["vector"]
@@ -357,15 +384,16 @@ def official_kernel(sd, c1, c2, k, g, prefix=""):
         l2i = torch.zeros(c2, ci, 1, 1, dtype=kern.dtype)
         for o in range(c2):
             grp = o // co
-            l2i[o, :, 0, 0] = c2w[o] @ c1w[grp * tg:(grp + 1) * tg]
+            l2i[o, :, 0, 0] = c2w[o] @ c1w[grp * tg : (grp + 1) * tg]
         return kern + v[1].reshape(-1, 1, 1, 1) * l2i
     kern = kern + v[1].reshape(-1, 1, 1, 1) * w["weight_orepa_avg_conv"] * w["weight_orepa_avg_avg"]
     kern = kern + v[2].reshape(-1, 1, 1, 1) * w["weight_orepa_pfir_conv"] * w["weight_orepa_prior"][:, None]
     first = (w["weight_orepa_1x1_kxk_idconv1"] + w["id_tensor"])[:, :, 0, 0]
     second = w["weight_orepa_1x1_kxk_conv2"]
     tg = first.shape[0] // g
-    one_k = torch.stack([torch.einsum("mhw,mi->ihw", second[o], first[o // co * tg:(o // co + 1) * tg])
-                         for o in range(c2)])
+    one_k = torch.stack(
+        [torch.einsum("mhw,mi->ihw", second[o], first[o // co * tg : (o // co + 1) * tg]) for o in range(c2)]
+    )
     kern = kern + v[3].reshape(-1, 1, 1, 1) * one_k
     kern[:, :, k // 2, k // 2] += v[4].reshape(-1, 1) * w["weight_orepa_1x1"][:, :, 0, 0]
     dw, pw = w["weight_orepa_gconv_dw"][:, 0], w["weight_orepa_gconv_pw"][:, :, 0, 0]
@@ -373,8 +401,9 @@ def official_kernel(sd, c1, c2, k, g, prefix=""):
     for c in range(g):  # official dwsc2full: output c*co + j of group c reads pw row j*g + c
         for j in range(co):
             for i in range(ci):
-                dws[c * co + j, i] = torch.einsum("t,thw->hw", pw[j * g + c, i * 8:(i + 1) * 8],
-                                                  dw[(c * ci + i) * 8:(c * ci + i + 1) * 8])
+                dws[c * co + j, i] = torch.einsum(
+                    "t,thw->hw", pw[j * g + c, i * 8 : (i + 1) * 8], dw[(c * ci + i) * 8 : (c * ci + i + 1) * 8]
+                )
     return kern + v[5].reshape(-1, 1, 1, 1) * dws
 
 

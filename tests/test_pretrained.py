@@ -12,8 +12,8 @@ from ultralytics.nn.tasks import DetectionModel
 
 from yolo_improve import registry
 from yolo_improve.backbones.timm import CONVNEXTV2, REPVIT
-from yolo_improve.transfer import load_weights
 from yolo_improve.pretrained import BN_TRAINED, OfflineError, load_backbone
+from yolo_improve.transfer import load_weights
 
 
 class Stop(Exception):
@@ -43,8 +43,10 @@ def _timm_key(k: str) -> str:
     return re.sub(r"_(\d+)$", r".\1", head) + "." + rest
 
 
-@pytest.mark.parametrize("cfg,name,suffix", [("yolo11n-repvit.yaml", "repvit_m0_9", "pth"),
-                                             ("yolo11n-convnextv2.yaml", "convnextv2_atto", "safetensors")])
+@pytest.mark.parametrize(
+    "cfg,name,suffix",
+    [("yolo11n-repvit.yaml", "repvit_m0_9", "pth"), ("yolo11n-convnextv2.yaml", "convnextv2_atto", "safetensors")],
+)
 def test_timm_layout_file_loads_with_no_missing_keys(cfg, name, suffix, tmp_path):
     yolo = YOLO(cfg)
     backbone = yolo.model.model[0]
@@ -84,11 +86,16 @@ def _official_repvit(sd: dict) -> dict:
     """timm RepViT names -> THU-MIG RepViT names: stem -> features.0; each block (a stage's downsample is the
     block before the stride-2 one plus the stride-2 block itself) -> features.N, in order."""
     units, out = {}, {}
-    renames = [("token_mixer.", "token_mixer.0."), ("se.", "token_mixer.1."),
-               ("channel_mixer.conv1.", "channel_mixer.m.0."), ("channel_mixer.conv2.", "channel_mixer.m.2."),
-               ("spatial_downsample.", "token_mixer.0."),
-               ("channel_downsample.", "token_mixer.2."), ("ffn.conv1.", "channel_mixer.m.0."),
-               ("ffn.conv2.", "channel_mixer.m.2.")]
+    renames = [
+        ("token_mixer.", "token_mixer.0."),
+        ("se.", "token_mixer.1."),
+        ("channel_mixer.conv1.", "channel_mixer.m.0."),
+        ("channel_mixer.conv2.", "channel_mixer.m.2."),
+        ("spatial_downsample.", "token_mixer.0."),
+        ("channel_downsample.", "token_mixer.2."),
+        ("ffn.conv1.", "channel_mixer.m.0."),
+        ("ffn.conv2.", "channel_mixer.m.2."),
+    ]
     for k, v in sd.items():
         if k.startswith("stem."):
             out[k.replace("stem.conv1.", "features.0.0.").replace("stem.conv2.", "features.0.2.")] = v
@@ -101,14 +108,15 @@ def _official_repvit(sd: dict) -> dict:
         rest = m.group(3)
         for a, b in renames:
             if rest.startswith(a):
-                rest = b + rest[len(a):]
+                rest = b + rest[len(a) :]
                 break
         out[f"features.{n}.{rest}"] = v
     return {"model": out}
 
 
-@pytest.mark.parametrize("cfg,name", [("yolo11n-convnextv2.yaml", "convnextv2_atto"),
-                                      ("yolo11n-repvit.yaml", "repvit_m0_9")])
+@pytest.mark.parametrize(
+    "cfg,name", [("yolo11n-convnextv2.yaml", "convnextv2_atto"), ("yolo11n-repvit.yaml", "repvit_m0_9")]
+)
 def test_official_layout_files_load(cfg, name, tmp_path):
     model = YOLO(cfg).model
     backbone = model.model[0]
@@ -125,8 +133,10 @@ def _official_unireplknet(backbone) -> dict:
     table = {}
     for path, m in backbone.named_modules():
         for i, (k, r) in enumerate(getattr(m, "branches", ())):
-            table[f"{path}.dil_convs.{i}."], table[f"{path}.dil_bns.{i}."] = (f"{path}.dil_conv_k{k}_{r}.",
-                                                                           f"{path}.dil_bn_k{k}_{r}.")
+            table[f"{path}.dil_convs.{i}."], table[f"{path}.dil_bns.{i}."] = (
+                f"{path}.dil_conv_k{k}_{r}.",
+                f"{path}.dil_bn_k{k}_{r}.",
+            )
     torch.manual_seed(3)
     for p in backbone.parameters():
         p.data.uniform_(-1, 1)
@@ -211,15 +221,17 @@ def test_backbone_weights_and_bn_settings_survive_training_and_resume(sample, tm
     load_backbone(yolo, tmp_path / "repvit.pth", verbose=False)
     rebuilt = DetectionModel(yolo.model.yaml, verbose=False)  # what the trainer does: rebuild, then load
     rebuilt.load(yolo.model, verbose=False)
-    assert {(m.eps, m.momentum) for m in rebuilt.model[0].modules() if isinstance(m, torch.nn.BatchNorm2d)} == \
-        {BN_TRAINED}
+    assert {(m.eps, m.momentum) for m in rebuilt.model[0].modules() if isinstance(m, torch.nn.BatchNorm2d)} == {
+        BN_TRAINED
+    }
 
     seen = {}
 
     def start(trainer):
         seen.setdefault("start", {k: v.clone() for k, v in trainer.model.state_dict().items()})
-        seen.setdefault("bn", {(m.eps, m.momentum) for m in trainer.model.model[0].modules()
-                               if isinstance(m, torch.nn.BatchNorm2d)})
+        seen.setdefault(
+            "bn", {(m.eps, m.momentum) for m in trainer.model.model[0].modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        )
 
     def interrupt(trainer):
         raise Stop  # after epoch 1 of 2 was saved: a resumable last.pt
@@ -227,8 +239,17 @@ def test_backbone_weights_and_bn_settings_survive_training_and_resume(sample, tm
     yolo.add_callback("on_train_start", start)
     yolo.add_callback("on_model_save", interrupt)
     with pytest.raises(Stop):
-        yolo.train(data=str(sample), epochs=2, imgsz=32, batch=8, workers=0, plots=False, project=str(tmp_path),
-                   name="bb", verbose=False)
+        yolo.train(
+            data=str(sample),
+            epochs=2,
+            imgsz=32,
+            batch=8,
+            workers=0,
+            plots=False,
+            project=str(tmp_path),
+            name="bb",
+            verbose=False,
+        )
     assert seen["bn"] == {BN_TRAINED}
     ours = backbone.state_dict()
     assert all(torch.equal(seen["start"][f"model.0.{k}"], ours[k]) for k in ours)  # started from the file
@@ -246,8 +267,10 @@ def test_backbone_weights_and_bn_settings_survive_training_and_resume(sample, tm
 
 
 def _norms(module) -> tuple[int, int]:
-    return (sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules()),
-            sum(isinstance(m, torch.nn.LayerNorm) for m in module.modules()))
+    return (
+        sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules()),
+        sum(isinstance(m, torch.nn.LayerNorm) for m in module.modules()),
+    )
 
 
 @pytest.mark.parametrize("row,after", [(["convnextv2", []], ["ln"]), (["convnextv2_atto", [1.0]], [1.0, "ln"])])

@@ -87,10 +87,13 @@ def test_killed_ray_compare_resumes(cluster, sample, tmp_path):
     leaves weights/last.pt; the next Ray compare resumes the run instead of retraining it. Ray notices the dead driver
     only after a moment (its task may finish another epoch or two), so the run is long enough not to end meanwhile."""
     run, epochs = tmp_path / "yolo11n" / "seed0", 6
-    code = (f"from yolo_improve.compare import compare; compare({str(sample)!r}, ['baseline'], out={str(tmp_path)!r}, "
-            f"epochs={epochs}, engine='ray', address={cluster!r}, cpus_per_run=1, gpus_per_run=0, **{FAST!r})")
-    p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    code = (
+        f"from yolo_improve.compare import compare; compare({str(sample)!r}, ['baseline'], out={str(tmp_path)!r}, "
+        f"epochs={epochs}, engine='ray', address={cluster!r}, cpus_per_run=1, gpus_per_run=0, **{FAST!r})"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         t = time.time()
         while not ((run / "weights" / "last.pt").is_file() and epochs_done(run) >= 1):
@@ -106,9 +109,9 @@ def test_killed_ray_compare_resumes(cluster, sample, tmp_path):
         time.sleep(0.5)
     done = epochs_done(run)
     assert 1 <= done < epochs, "the killed job's task must not go on training to the end"
-    first = (run / "results.csv").read_text().splitlines()[1:done + 1]
+    first = (run / "results.csv").read_text().splitlines()[1 : done + 1]
     result = compare(str(sample), ["baseline"], out=tmp_path, epochs=epochs, **RAY, **FAST)
     assert result.runs == {"yolo11n/seed0": "resumed"}
     lines = (run / "results.csv").read_text().splitlines()
-    assert epochs_done(run) == epochs and lines[1:done + 1] == first, "continued, not retrained"
+    assert epochs_done(run) == epochs and lines[1 : done + 1] == first, "continued, not retrained"
     assert lines[done + 1].startswith(f"{done + 1},")

@@ -15,18 +15,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cli(args, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "yolo_improve.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "yolo_improve.cli", *args], capture_output=True, text=True, env=env, timeout=600, **kw
+    )
 
 
 def test_ctrl_c_resume_rerun(sample, tmp_path):
     out, epochs = tmp_path / "out", 4
-    args = ["compare", f"data={sample}", "models=baseline", f"epochs={epochs}", "imgsz=32", "batch=4", "repeats=2",
-            "warmup=1", "device=cpu", f"out={out}", "verbose=False", "seeds=2"]
+    args = [
+        "compare",
+        f"data={sample}",
+        "models=baseline",
+        f"epochs={epochs}",
+        "imgsz=32",
+        "batch=4",
+        "repeats=2",
+        "warmup=1",
+        "device=cpu",
+        f"out={out}",
+        "verbose=False",
+        "seeds=2",
+    ]
     run = out / "yolo11n" / "seed0"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    p = subprocess.Popen([sys.executable, "-m", "yolo_improve.cli", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "yolo_improve.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         t = time.time()
         while not (run / "weights" / "last.pt").is_file():

@@ -32,12 +32,14 @@ CLASSES_PLACES = ("classes.txt", "train/labels/classes.txt", "labels/classes.txt
 
 def _python(code: str, env=None, timeout=300, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=timeout, **kw
+    )
 
 
-def _seed_layout(root: Path, classes_at="train/labels/classes.txt", names=("person", "bicycle", "car"), n=2,
-                 text=None) -> Path:
+def _seed_layout(
+    root: Path, classes_at="train/labels/classes.txt", names=("person", "bicycle", "car"), n=2, text=None
+) -> Path:
     """The seed tutorials' folder: {train,val}/{images,labels} with classes.txt where ``classes_at`` says."""
     for split in ("train", "val"):
         for kind in ("images", "labels"):
@@ -69,8 +71,20 @@ def test_case1_seed_layout_trains_through_the_python_api(tmp_path):
     from ultralytics import YOLO
 
     ds = _seed_layout(tmp_path / "dataset")
-    YOLO("yolo11n.yaml").train(data=str(ds), epochs=1, imgsz=32, batch=2, workers=0, device="cpu", plots=False,
-                               val=False, project=str(tmp_path / "runs"), name="t", exist_ok=True, verbose=False)
+    YOLO("yolo11n.yaml").train(
+        data=str(ds),
+        epochs=1,
+        imgsz=32,
+        batch=2,
+        workers=0,
+        device="cpu",
+        plots=False,
+        val=False,
+        project=str(tmp_path / "runs"),
+        name="t",
+        exist_ok=True,
+        verbose=False,
+    )
     run = tmp_path / "runs" / "t"
     assert (run / "weights" / "last.pt").is_file()
     assert yaml.safe_load((run / "args.yaml").read_text())["data"].endswith(".yaml")
@@ -81,16 +95,36 @@ def test_case3_two_compare_processes_on_one_output_folder(sample, tmp_path):
     """Two real ``yolo-improve compare`` processes into one folder (before: both trained the same run, exit 0, and
     results.csv ended with epochs 2, 1, 2): the second refuses naming the first's pid; the run is trained once."""
     out = tmp_path / "out"
-    code = ("import sys\nfrom yolo_improve.cli import main\n"
-            "if sys.argv.pop(1) == 'wait': sys.stdin.readline()\n"
-            "sys.exit(main(sys.argv[1:]))")
-    args = ["compare", f"data={sample}", "models=baseline", "epochs=1", "imgsz=32", "batch=8", "repeats=2",
-            "warmup=1", "device=cpu", f"out={out}", "verbose=False"]
+    code = (
+        "import sys\nfrom yolo_improve.cli import main\n"
+        "if sys.argv.pop(1) == 'wait': sys.stdin.readline()\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    args = [
+        "compare",
+        f"data={sample}",
+        "models=baseline",
+        "epochs=1",
+        "imgsz=32",
+        "batch=8",
+        "repeats=2",
+        "warmup=1",
+        "device=cpu",
+        f"out={out}",
+        "verbose=False",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    first = subprocess.Popen([sys.executable, "-c", code, "go", *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
-    second = subprocess.Popen([sys.executable, "-c", code, "wait", *args], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first = subprocess.Popen(
+        [sys.executable, "-c", code, "go", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    second = subprocess.Popen(
+        [sys.executable, "-c", code, "wait", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         for line in first.stdout:  # the second one starts (already imported) once the first is training
             if "yolo11n/seed0: training" in line:
@@ -117,9 +151,18 @@ def test_case3_lock_is_released_and_names_its_holder(tmp_path):
     with locked(tmp_path):  # released after the failure
         pass
     (tmp_path / ".lock.owner").write_text("4242")  # what a holder leaves while it runs
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, filelock; l = filelock.FileLock(sys.argv[1]); "
-                               "l.acquire(); print('held', flush=True); sys.stdin.read()", str(tmp_path / ".lock")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, filelock; l = filelock.FileLock(sys.argv[1]); "
+            "l.acquire(); print('held', flush=True); sys.stdin.read()",
+            str(tmp_path / ".lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(CompareError, match=r"another compare \(pid 4242\)"), locked(tmp_path):
@@ -138,11 +181,12 @@ def test_case4_typo_multiplier_fails_fast_in_bounded_memory():
     def cap():
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
-    r = _python(f"""
+    r = _python(
+        f"""
         import time, yaml
         from ultralytics.nn.tasks import DetectionModel
         import yolo_improve
-        d = yaml.safe_load(open({str(CFG_DIR / '11' / 'yolo11-repvit.yaml')!r}))
+        d = yaml.safe_load(open({str(CFG_DIR / "11" / "yolo11-repvit.yaml")!r}))
         d["backbone"][0] = [-1, 1, "repvit_m0_6", [100]]
         t = time.perf_counter()
         try:
@@ -150,7 +194,10 @@ def test_case4_typo_multiplier_fails_fast_in_bounded_memory():
         except Exception as e:
             print(type(e).__name__, e)
         print(f"seconds {{time.perf_counter() - t:.1f}}")
-    """, preexec_fn=cap, timeout=120)
+    """,
+        preexec_fn=cap,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ModelYAMLError model YAML layer 0 [-1, 1, 'repvit_m0_6', [100]]" in r.stdout
     assert "channel multiplier must be a number in (0, 4]" in r.stdout
@@ -174,7 +221,8 @@ def test_case4_backbone_widths_obey_the_scales_max_channels():
 def test_case5_safe_load_refuses_constructor_calls_with_checkpoint_arguments(tmp_path):
     """Crafted checkpoints whose pickle REDUCEs (calls) allow-listed classes with their own arguments, with every
     socket refused: nothing is called, nothing reaches the network, and a normal checkpoint still loads."""
-    r = _python(f"""
+    r = _python(
+        f"""
         import socket, time
         attempts = []
         def refuse(*args, **kwargs):
@@ -192,9 +240,9 @@ def test_case5_safe_load_refuses_constructor_calls_with_checkpoint_arguments(tmp
             def __reduce__(self):
                 return self.f, self.args
         torch.save({{"model": Call(TimmBackbone, "hf-hub:attacker/model", 3), "train_args": {{}}}},
-                   {str(tmp_path / 'hub.pt')!r})
-        torch.save({{"model": Call(timm.layers.Mlp, 4, 8), "train_args": {{}}}}, {str(tmp_path / 'mlp.pt')!r})
-        YOLO("yolo11n-repvit.yaml").save({str(tmp_path / 'good.pt')!r})
+                   {str(tmp_path / "hub.pt")!r})
+        torch.save({{"model": Call(timm.layers.Mlp, 4, 8), "train_args": {{}}}}, {str(tmp_path / "mlp.pt")!r})
+        YOLO("yolo11n-repvit.yaml").save({str(tmp_path / "good.pt")!r})
         for name in ("hub", "mlp"):
             t = time.perf_counter()
             try:
@@ -202,18 +250,22 @@ def test_case5_safe_load_refuses_constructor_calls_with_checkpoint_arguments(tmp
                 print(name, "LOADED")
             except Exception as e:
                 print(name, type(e).__name__, e, f"{{time.perf_counter() - t:.1f}}s")
-        m = YOLO({str(tmp_path / 'good.pt')!r})
+        m = YOLO({str(tmp_path / "good.pt")!r})
         print("good", type(m.model.model[0]).__name__)
         print("attempts", attempts)
-    """, env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    """,
+        env={"ULTRALYTICS_SAFE_LOAD": "1"},
+    )
     with zipfile.ZipFile(tmp_path / "hub.pt") as z:  # the crafted pickle really is GLOBAL ... REDUCE
         pkl = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
     ops = [op.name for op, *_ in pickletools.genops(pkl)]
     assert "REDUCE" in ops and ("GLOBAL" in ops or "STACK_GLOBAL" in ops)
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
-    assert "hub CheckpointError" in out and "calls the constructor yolo_improve.backbones.timm.TimmBackbone(" \
-           "'hf-hub:attacker/model', 3)" in out
+    assert (
+        "hub CheckpointError" in out
+        and "calls the constructor yolo_improve.backbones.timm.TimmBackbone('hf-hub:attacker/model', 3)" in out
+    )
     assert "mlp CheckpointError" in out and "calls the constructor timm.layers.mlp.Mlp(4, 8)" in out
     assert "LOADED" not in out and "good TimmBackbone" in out
     assert "attempts []" in out, "nothing may reach the network"
@@ -232,8 +284,12 @@ def test_case5_timm_backbone_takes_only_registered_architectures():
 def test_case6_a_folders_own_data_yaml_is_used_or_the_ambiguity_refused(tmp_path):
     ds = _seed_layout(tmp_path / "dataset", classes_at="classes.txt")
     (ds / "val").rename(ds / "holdout")
-    own = {"path": str(ds), "train": "train/images", "val": "holdout/images", "names": {0: "person", 1: "bicycle",
-                                                                                          2: "car"}}
+    own = {
+        "path": str(ds),
+        "train": "train/images",
+        "val": "holdout/images",
+        "names": {0: "person", 1: "bicycle", 2: "car"},
+    }
     (ds / "data.yaml").write_text(yaml.safe_dump(own))
     assert resolve_data(ds, cache=tmp_path / "cache") == ds.resolve() / "data.yaml", "the user's yaml, val: holdout"
     (ds / "classes.txt").write_text("cat\ndog\n")
@@ -273,11 +329,14 @@ def test_case8_cli_user_errors_are_one_line_and_exit_1(tmp_path, capsys):
 def test_case8_console_script_prints_no_traceback(tmp_path):
     bad = tmp_path / "dataset"
     (bad / "train" / "labels").mkdir(parents=True)
-    r = _python(f"""
+    r = _python(
+        f"""
         import sys
         from yolo_improve.cli import main
         sys.exit(main(["train", "model=yolo11n.yaml", "data={bad}"]))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("yolo-improve train: dataset folder")
 
@@ -287,14 +346,17 @@ def _build(cfg: dict):
     return tasks.DetectionModel(cfg, verbose=False)
 
 
-@pytest.mark.parametrize("module, args, want", [
-    ("OREPA", [128, "3"], "OREPA argument k must be an int >= 1, got '3'"),
-    ("OREPA", [128, 1.5], "OREPA argument k must be an int >= 1, got 1.5"),
-    ("AKConv", [128, -1], "AKConv argument num_param must be an int >= 1, got -1"),
-    ("AKConv", [128, 3.5], "AKConv argument num_param must be an int >= 1, got 3.5"),
-    ("AKConv", [128, "5"], "AKConv argument num_param must be an int >= 1, got '5'"),
-    ("AKConv", [128, True], "AKConv argument num_param must be an int >= 1, got True"),
-])
+@pytest.mark.parametrize(
+    "module, args, want",
+    [
+        ("OREPA", [128, "3"], "OREPA argument k must be an int >= 1, got '3'"),
+        ("OREPA", [128, 1.5], "OREPA argument k must be an int >= 1, got 1.5"),
+        ("AKConv", [128, -1], "AKConv argument num_param must be an int >= 1, got -1"),
+        ("AKConv", [128, 3.5], "AKConv argument num_param must be an int >= 1, got 3.5"),
+        ("AKConv", [128, "5"], "AKConv argument num_param must be an int >= 1, got '5'"),
+        ("AKConv", [128, True], "AKConv argument num_param must be an int >= 1, got True"),
+    ],
+)
 def test_case9_conv_arguments_are_named(module, args, want):
     d = yaml.safe_load((SEEDS / "yolo11-OREPA.yaml").read_text())
     d["backbone"][1] = [-1, 1, module, args]
@@ -326,8 +388,10 @@ def test_case9_cli_version_unknown_mode_and_extra_arguments(capsys):
     import yolo_improve
 
     assert cli.main(["-v"]) == 0
-    assert capsys.readouterr().out.strip() == f"yolo-improve {yolo_improve.__version__} " \
-                                              f"(ultralytics {ultralytics.__version__})"
+    assert (
+        capsys.readouterr().out.strip() == f"yolo-improve {yolo_improve.__version__} "
+        f"(ultralytics {ultralytics.__version__})"
+    )
     assert {"models", "check", "demo", "reparam", "swap", "bench", "compare", "transfer"} <= set(cli.MODES)
     with pytest.raises(SystemExit, match=rf"unknown mode 'trian'.*yolo-improve modes: {', '.join(cli.MODES)};"):
         cli.main(["trian"])
@@ -336,8 +400,11 @@ def test_case9_cli_version_unknown_mode_and_extra_arguments(capsys):
 
 
 # --------------------------------------------------------------------- property: the dataset-folder resolver
-NAME = st.text(st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters=" -_é"), min_size=1,
-               max_size=8).map(str.strip).filter(bool)
+NAME = (
+    st.text(st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters=" -_é"), min_size=1, max_size=8)
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @st.composite
@@ -345,9 +412,17 @@ def layouts(draw):
     names = draw(st.lists(NAME, min_size=1, max_size=4, unique=True))
     places = draw(st.lists(st.sampled_from(CLASSES_PLACES), unique=True, max_size=3))
     disagree = len(places) > 1 and draw(st.booleans())
-    return dict(names=names, places=places, disagree=disagree, bom=draw(st.booleans()), crlf=draw(st.booleans()),
-                val=draw(st.sampled_from(["val", "valid", None])), train=draw(st.booleans()),
-                labels=draw(st.booleans()), own_yaml=draw(st.sampled_from([None, "same", "other"])))
+    return dict(
+        names=names,
+        places=places,
+        disagree=disagree,
+        bom=draw(st.booleans()),
+        crlf=draw(st.booleans()),
+        val=draw(st.sampled_from(["val", "valid", None])),
+        train=draw(st.booleans()),
+        labels=draw(st.booleans()),
+        own_yaml=draw(st.sampled_from([None, "same", "other"])),
+    )
 
 
 def _write(root: Path, lay: dict) -> None:
@@ -365,8 +440,11 @@ def _write(root: Path, lay: dict) -> None:
         (root / place).write_bytes(text.encode("utf-8-sig" if lay["bom"] else "utf-8"))
     if lay["own_yaml"]:
         names = lay["names"] if lay["own_yaml"] == "same" else lay["names"] + ["other"]
-        (root / "data.yaml").write_text(yaml.safe_dump({"path": str(root), "train": "train/images",
-                                                        "val": "val/images", "names": dict(enumerate(names))}))
+        (root / "data.yaml").write_text(
+            yaml.safe_dump(
+                {"path": str(root), "train": "train/images", "val": "val/images", "names": dict(enumerate(names))}
+            )
+        )
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

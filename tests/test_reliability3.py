@@ -45,8 +45,10 @@ def test_item2_a_stock_module_name_cannot_be_registered(name, unregister):
     assert name not in registry.REGISTRY
     model = YOLO("yolo11n.yaml").model
     assert not any(isinstance(m, Mine) for m in model.modules())
-    assert sum(type(m).__module__ == "ultralytics.nn.modules.conv" and type(m).__name__ == "Conv"
-               for m in model.modules()) > 50
+    assert (
+        sum(type(m).__module__ == "ultralytics.nn.modules.conv" and type(m).__name__ == "Conv" for m in model.modules())
+        > 50
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- item 3
@@ -146,8 +148,11 @@ def test_item6_an_edited_sample_copy_is_never_used(tmp_path):
         LOGGER.removeHandler(handler)
 
     def digests(r):
-        return {p.relative_to(r): hashlib.sha256(p.read_bytes()).hexdigest() for p in r.rglob("*")
-                if p.is_file() and p.suffix != ".cache"}
+        return {
+            p.relative_to(r): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in r.rglob("*")
+            if p.is_file() and p.suffix != ".cache"
+        }
 
     assert digests(root) == digests(SAMPLE)
     assert any("differed from the bundled sample" in m and label.name in m and "data.yaml" in m for m in seen), seen

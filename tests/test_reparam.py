@@ -87,11 +87,16 @@ def test_orepa_gflops_count_the_conv_it_runs():
 @pytest.mark.parametrize("seed", ["yolo11-OREPA.yaml", "yolo11-UniRepLKNet.yaml"])
 def test_seed_trains_and_deploy_checkpoint_round_trips(seed, sample, tmp_path):
     model = YOLO(SEEDS / seed)
-    model.train(data=str(sample), epochs=1, imgsz=64, batch=8, workers=0, plots=False, project=str(tmp_path),
-                name="run")
+    model.train(
+        data=str(sample), epochs=1, imgsz=64, batch=8, workers=0, plots=False, project=str(tmp_path), name="run"
+    )
     best = tmp_path / "run" / "weights" / "best.pt"
-    r = subprocess.run([sys.executable, "-m", "yolo_improve.cli", "reparam", f"model={best}"], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "yolo_improve.cli", "reparam", f"model={best}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     deploy_pt = best.with_name("best-deploy.pt")
     assert str(deploy_pt) in r.stdout
@@ -108,8 +113,11 @@ def test_seed_trains_and_deploy_checkpoint_round_trips(seed, sample, tmp_path):
 def test_reparam_refuses_to_overwrite_its_source(tmp_path):
     src = tmp_path / "a.pt"
     src.write_bytes(b"the training checkpoint")
-    r = subprocess.run([sys.executable, "-m", "yolo_improve.cli", "reparam", f"model={src}", f"save={src}"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "yolo_improve.cli", "reparam", f"model={src}", f"save={src}"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "refusing to overwrite" in r.stderr
     assert src.read_bytes() == b"the training checkpoint"
 

@@ -19,35 +19,74 @@ matplotlib.use("Agg")
 # validator's metric keys, val losses, learning rates), copied from runs trained on the bundled sample
 HEADERS = {
     "detect": "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),"
-              "metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,lr/pg2",
+    "metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,lr/pg2",
     "segment": "epoch,time,train/box_loss,train/seg_loss,train/cls_loss,train/dfl_loss,train/sem_loss,"
-               "metrics/precision(B),metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),metrics/precision(M),"
-               "metrics/recall(M),metrics/mAP50(M),metrics/mAP50-95(M),val/box_loss,val/seg_loss,val/cls_loss,"
-               "val/dfl_loss,val/sem_loss,lr/pg0,lr/pg1,lr/pg2",
+    "metrics/precision(B),metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),metrics/precision(M),"
+    "metrics/recall(M),metrics/mAP50(M),metrics/mAP50-95(M),val/box_loss,val/seg_loss,val/cls_loss,"
+    "val/dfl_loss,val/sem_loss,lr/pg0,lr/pg1,lr/pg2",
     "classify": "epoch,time,train/loss,metrics/accuracy_top1,metrics/accuracy_top5,val/loss,lr/pg0,lr/pg1,lr/pg2",
 }
-META = {"baseline": "yolo11n", "task": "detect", "seeds": [0, 1, 2], "n_boot": 1000, "level": 0.95,
-        "data_label": "held-out", "val_images": 64, "val_instances": 431.0, "image_only_interval": False, "imgsz": 64,
-        "device": "cpu", "threads": 1, "repeats": 5, "warmup": 1, "machine": {"cpu": "test cpu", "cores": 2},
-        "date": "2026-12-03"}
+META = {
+    "baseline": "yolo11n",
+    "task": "detect",
+    "seeds": [0, 1, 2],
+    "n_boot": 1000,
+    "level": 0.95,
+    "data_label": "held-out",
+    "val_images": 64,
+    "val_instances": 431.0,
+    "image_only_interval": False,
+    "imgsz": 64,
+    "device": "cpu",
+    "threads": 1,
+    "repeats": 5,
+    "warmup": 1,
+    "machine": {"cpu": "test cpu", "cores": 2},
+    "date": "2026-12-03",
+}
 
 
 def row(model, keys, mean, delta=0.0, hw=0.0, seeds=3):
     """A row as compare passes it: bench columns and, per metric key, what ``stats.compare_runs`` gives (the
     baseline: delta 0, no interval, no verdict; one seed: no std), flattened to ``{key}_{part}``."""
-    r = {"model": model, "seeds": seeds, "start": "scratch", "run": "trained", "epochs": 5, "epoch_s": 2.5,
-         "params_deploy": 2.6e6, "params_deploy_x": 1.0, "gflops_deploy": 6.5, "gflops_deploy_x": 1.0,
-         "gflops_train": 7.0, "lat_train_ms": 12.0, "lat_deploy_ms": 10.0 + 10 * delta, "lat_deploy_iqr_ms": 0.4,
-         "lat_deploy_ms_x": 1.0}
+    r = {
+        "model": model,
+        "seeds": seeds,
+        "start": "scratch",
+        "run": "trained",
+        "epochs": 5,
+        "epoch_s": 2.5,
+        "params_deploy": 2.6e6,
+        "params_deploy_x": 1.0,
+        "gflops_deploy": 6.5,
+        "gflops_deploy_x": 1.0,
+        "gflops_train": 7.0,
+        "lat_train_ms": 12.0,
+        "lat_deploy_ms": 10.0 + 10 * delta,
+        "lat_deploy_iqr_ms": 0.4,
+        "lat_deploy_ms_x": 1.0,
+    }
     base = model == "yolo11n"
     for i, k in enumerate(keys):
         v = None if base else "better" if delta - hw > 0 else "worse" if delta + hw < 0 else "no difference detected"
-        r |= {f"{k}_mean": mean - 0.05 * i, f"{k}_std": 0.012 if seeds > 1 else None, f"{k}_delta": delta,
-              f"{k}_lo": None if base else delta - hw, f"{k}_hi": None if base else delta + hw,
-              f"{k}_halfwidth": None if base else hw, f"{k}_verdict": v}
+        r |= {
+            f"{k}_mean": mean - 0.05 * i,
+            f"{k}_std": 0.012 if seeds > 1 else None,
+            f"{k}_delta": delta,
+            f"{k}_lo": None if base else delta - hw,
+            f"{k}_hi": None if base else delta + hw,
+            f"{k}_halfwidth": None if base else hw,
+            f"{k}_verdict": v,
+        }
     k = keys[0]
-    r |= {"map50_95_mean": r[f"{k}_mean"], "map50_95_std": r[f"{k}_std"], "delta": delta, "delta_lo": r[f"{k}_lo"],
-          "delta_hi": r[f"{k}_hi"], "verdict": r[f"{k}_verdict"]}
+    r |= {
+        "map50_95_mean": r[f"{k}_mean"],
+        "map50_95_std": r[f"{k}_std"],
+        "delta": delta,
+        "delta_lo": r[f"{k}_lo"],
+        "delta_hi": r[f"{k}_hi"],
+        "verdict": r[f"{k}_verdict"],
+    }
     return r
 
 
@@ -56,8 +95,12 @@ DET = ("map50_95", "map50", "ap_small", "ap_medium", "ap_large")
 
 @pytest.fixture
 def rows():
-    return [row("yolo11n", DET, 0.40), row("yolo11n-repvit", DET, 0.43, 0.03, 0.01),
-            row("yolo11n-akconv", DET, 0.395, -0.005, 0.02), row("yolo11n-or_x", DET, 0.35, -0.05, 0.015)]
+    return [
+        row("yolo11n", DET, 0.40),
+        row("yolo11n-repvit", DET, 0.43, 0.03, 0.01),
+        row("yolo11n-akconv", DET, 0.395, -0.005, 0.02),
+        row("yolo11n-or_x", DET, 0.35, -0.05, 0.015),
+    ]
 
 
 def test_columns_name_the_metric_per_task():
@@ -80,8 +123,16 @@ def test_tables_read_back(rows, tmp_path):
     with paths["csv"].open() as f:
         got = list(csv.DictReader(f))
     assert [r["model"] for r in got] == ["yolo11n", "yolo11n-repvit", "yolo11n-akconv", "yolo11n-or_x"]
-    for k in ("seeds", "map50_95_mean", "map50_95_std", "delta", "delta_lo", "delta_hi", "verdict",
-              *(f"{m}_{x}" for m in DET for x in ("mean", "std", "delta", "lo", "hi", "halfwidth", "verdict"))):
+    for k in (
+        "seeds",
+        "map50_95_mean",
+        "map50_95_std",
+        "delta",
+        "delta_lo",
+        "delta_hi",
+        "verdict",
+        *(f"{m}_{x}" for m in DET for x in ("mean", "std", "delta", "lo", "hi", "halfwidth", "verdict")),
+    ):
         assert k in got[0], k
     assert float(got[1]["delta_lo"]) == pytest.approx(0.02) and got[1]["verdict"] == "better"
     assert got[0]["verdict"] == got[0]["delta_lo"] == "" and float(got[0]["delta"]) == 0
@@ -138,7 +189,7 @@ def test_latex_is_escaped_booktabs(rows):
     cols = report.compare_columns("detect", rows)
     tex = report.latex(rows, META, cols)
     assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 1
-    body = tex[tex.index(r"\midrule"):tex.index(r"\bottomrule")].splitlines()[1:]
+    body = tex[tex.index(r"\midrule") : tex.index(r"\bottomrule")].splitlines()[1:]
     assert len(body) == 4 and all(line.endswith(r" \\") for line in body)
     assert all(line.count(" & ") == len(cols) - 1 for line in body), "one cell per column"
     assert body[1].startswith(r"my\_net\&50\% & 3 & 0.430 $\pm$0.012 & +0.030 [+0.020, +0.040] better")
@@ -191,8 +242,13 @@ def test_forest_draws_each_interval_and_verdict(rows, drawn, tmp_path):
     figures.forest(rows, {**META, "image_only_interval": True}, tmp_path / "forest.png")
     fig = drawn["forest.png"]
     panels = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in panels] == ["box mAP50-95", "box mAP50", "box AP small", "box AP medium",
-                                                 "box AP large"]
+    assert [ax.get_title() for ax in panels] == [
+        "box mAP50-95",
+        "box mAP50",
+        "box AP small",
+        "box AP medium",
+        "box AP large",
+    ]
     assert [t.get_text() for t in panels[0].get_yticklabels()] == ["yolo11n-repvit", "yolo11n-akconv", "yolo11n-or_x"]
     for ax in panels:  # the panels share the variants' axis
         segs = sorted((s[0][1], *sorted((s[0][0], s[1][0]))) for s in _bars(ax) if s[0][1] == s[1][1])
@@ -248,8 +304,10 @@ def test_curves_are_means_and_bands_over_seeds(drawn, tmp_path):
     runs, written = {}, {}
     for m, n, kw in (("yolo11n", 3, {}), ("yolo11n-repvit", 2, {"validated": {5}})):
         runs[m] = [tmp_path / m / f"seed{s}" for s in range(n)]
-        written[m] = [write_results(r, "detect", 5, seed=s + 10 * len(m), padded=s == 1, repeat_epoch=2 if s else None,
-                                    **kw) for s, r in enumerate(runs[m])]
+        written[m] = [
+            write_results(r, "detect", 5, seed=s + 10 * len(m), padded=s == 1, repeat_epoch=2 if s else None, **kw)
+            for s, r in enumerate(runs[m])
+        ]
     figures.curves(runs, META, tmp_path / "curves.png")
     fig = drawn["curves.png"]
     panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
@@ -286,8 +344,9 @@ def test_curves_follow_the_task_columns(drawn, tmp_path):
     figures.curves(cls, {**META, "task": "classify", "baseline": "yolo11n-cls"}, tmp_path / "cls.png")
     panels = {ax.get_title(): ax for ax in drawn["cls.png"].axes if ax.get_visible()}
     assert list(panels) == ["val top-1 accuracy", "train loss"]
-    np.testing.assert_allclose(_line(panels["val top-1 accuracy"], "yolo11n-cls").get_ydata(),
-                               got["metrics/accuracy_top1"], rtol=1e-9)
+    np.testing.assert_allclose(
+        _line(panels["val top-1 accuracy"], "yolo11n-cls").get_ydata(), got["metrics/accuracy_top1"], rtol=1e-9
+    )
     title = drawn["cls.png"]._suptitle.get_text()
     assert "held-out validation, 64 images; 3 seeds (0, 1, 2)" in title and "boxes" not in title
 

@@ -7,8 +7,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yolo_improve.datasets import resolve_data
-from yolo_improve.runs import (CompareError, check_layout, check_run, data_digest, epochs_done, one_row_per_epoch,
-                               requested, write_record)
+from yolo_improve.runs import (
+    CompareError,
+    check_layout,
+    check_run,
+    data_digest,
+    epochs_done,
+    one_row_per_epoch,
+    requested,
+    write_record,
+)
 
 CHANGES = ("class added", "label edited", "image removed", "split path changed", "class renamed")
 
@@ -59,9 +67,13 @@ def test_every_dataset_change_is_refused_by_name(base, tmp_path_factory, what):
     write_record(run, config, data_digest(resolve_data(root)), {"pretrained": None})
     check_run(run, config, data_digest(resolve_data(root)), {"pretrained": None})  # unchanged: reused
     _change(root, what)
-    want = {"class added": "class names .*added \\['my_new_class'\\]", "class renamed": "class names .*added \\[.human.\\], removed \\[.person.\\]",
-            "label edited": "train labels", "image removed": "val images \\(8 -> 7",
-            "split path changed": "val path"}[what]
+    want = {
+        "class added": "class names .*added \\['my_new_class'\\]",
+        "class renamed": "class names .*added \\[.human.\\], removed \\[.person.\\]",
+        "label edited": "train labels",
+        "image removed": "val images \\(8 -> 7",
+        "split path changed": "val path",
+    }[what]
     with pytest.raises(CompareError, match=want):
         check_run(run, config, data_digest(resolve_data(root)), {"pretrained": None})
     assert digest["names"][0] == "person"

@@ -52,13 +52,27 @@ def detections(rng, truth, skill: float, areas: bool = False) -> Records:
     extra = {}
     if areas:  # object area from difficulty: hard objects are small; a found object's box has about its area
         t_area = 64.0**2 * np.exp(-1.5 * d)
-        extra = {"target_area": t_area.astype(np.float32),
-                 "pred_area": np.concatenate([t_area[found] * np.exp(rng.normal(0, 0.1, found.sum())),
-                                              64.0**2 * np.exp(rng.normal(0, 1.5, n_fp.sum()))])[order]
-                 .astype(np.float32)}
-    return Records("detect", nc, np.array([f"im{i}.jpg" for i in range(n)]), n_pred=np.bincount(img, minlength=n),
-                   n_target=k, tp={"box": tp}, conf=conf[order].astype(np.float32), pred_cls=pred_cls,
-                   target_cls=cls, **extra)
+        extra = {
+            "target_area": t_area.astype(np.float32),
+            "pred_area": np.concatenate(
+                [
+                    t_area[found] * np.exp(rng.normal(0, 0.1, found.sum())),
+                    64.0**2 * np.exp(rng.normal(0, 1.5, n_fp.sum())),
+                ]
+            )[order].astype(np.float32),
+        }
+    return Records(
+        "detect",
+        nc,
+        np.array([f"im{i}.jpg" for i in range(n)]),
+        n_pred=np.bincount(img, minlength=n),
+        n_target=k,
+        tp={"box": tp},
+        conf=conf[order].astype(np.float32),
+        pred_cls=pred_cls,
+        target_cls=cls,
+        **extra,
+    )
 
 
 def _ultralytics_map(rec: Records, images_idx=None, keep_t=None, keep_p=None) -> tuple[float, float]:
@@ -150,8 +164,11 @@ def test_interval_covers_the_true_difference_and_identical_models_show_none():
 
 
 def test_large_difference_is_better():
-    better = sum(_experiment(e, {"base": 0.0, "big": 1.5}, seeds=2, n_images=100, n_boot=60)["big"]["map50_95"]
-                 ["verdict"] == BETTER for e in range(30))
+    better = sum(
+        _experiment(e, {"base": 0.0, "big": 1.5}, seeds=2, n_images=100, n_boot=60)["big"]["map50_95"]["verdict"]
+        == BETTER
+        for e in range(30)
+    )
     assert better / 30 >= 0.95, better
 
 
@@ -206,8 +223,9 @@ def test_size_aps_take_faster_coco_eval_point_values_and_shift_the_interval():
     recs = {m: [detections(rng, truth, a, areas=True) for _ in range(2)] for m, a in {"base": 0.0, "v": 0.5}.items()}
     plain = compare_records(recs, "base", n_boot=200)
     own = {m: [run_metrics(r) for r in rs] for m, rs in recs.items()}
-    coco = {m: [{k: own[m][0][k] + 0.01 * (m == "v") for k in ("ap_small", "ap_medium", "ap_large")}, None]
-            for m in recs}
+    coco = {
+        m: [{k: own[m][0][k] + 0.01 * (m == "v") for k in ("ap_small", "ap_medium", "ap_large")}, None] for m in recs
+    }
     got = compare_records(recs, "base", n_boot=200, coco=coco)
     for k in ("ap_small", "ap_medium", "ap_large"):
         p, g = plain["v"][k], got["v"][k]

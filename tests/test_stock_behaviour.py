@@ -62,8 +62,13 @@ def test_item9_every_mode_has_help_with_the_parsers_keys_and_defaults(capsys):
             text = capsys.readouterr().out
             assert text.startswith(f"usage: yolo-improve {mode}") and cli.DOCS_URL in text
             for key, default in table.items():  # every key the parser takes, with the default it uses
-                shown = "required" if key in cli.REQUIRED.get(mode, ()) else \
-                    "no default" if default == "" else f"default {default}"
+                shown = (
+                    "required"
+                    if key in cli.REQUIRED.get(mode, ())
+                    else "no default"
+                    if default == ""
+                    else f"default {default}"
+                )
                 assert re.search(rf"^  {key}= +{re.escape(shown)}", text, re.M), (mode, key, text)
     cli.main(["demo", "-h"])
     demo = capsys.readouterr().out
@@ -108,8 +113,11 @@ def test_item10_stock_parser_error_keeps_its_type(monkeypatch):
             raise URLError("no network (offline)")
 
     monkeypatch.setattr(tasks, "TorchVision", TorchVision)
-    d = {"nc": 80, "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "TorchVision", [32, "resnet18", "DEFAULT"]]],
-         "head": [[[-1], 1, "Detect", ["nc"]]]}
+    d = {
+        "nc": 80,
+        "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "TorchVision", [32, "resnet18", "DEFAULT"]]],
+        "head": [[[-1], 1, "Detect", ["nc"]]],
+    }
     with pytest.raises(URLError) as stock:
         _stock(lambda: tasks.DetectionModel(d, verbose=False))
     with pytest.raises(URLError) as ours:
@@ -126,8 +134,13 @@ def test_item10_stock_parser_error_keeps_its_type(monkeypatch):
 
 @pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo26n.yaml", "yolov8n-seg.yaml"])
 def test_item10_stock_yaml_leaves_the_build_in_the_stock_state(cfg):
-    ours = _seeded(lambda: tasks.DetectionModel(cfg, verbose=False) if "seg" not in cfg
-                   else tasks.SegmentationModel(cfg, verbose=False))
+    ours = _seeded(
+        lambda: (
+            tasks.DetectionModel(cfg, verbose=False)
+            if "seg" not in cfg
+            else tasks.SegmentationModel(cfg, verbose=False)
+        )
+    )
     stock = _stock(lambda: _seeded(lambda: type(ours)(cfg, verbose=False)))
     assert _plain_state(ours) == _plain_state(stock)  # no anchors, strides or input shape left by a dry run
     for (k, a), (_, b) in zip(ours.state_dict().items(), stock.state_dict().items()):
@@ -169,9 +182,11 @@ def test_item10_load_keeps_weights_only_for_models_with_our_modules(tmp_path):
 # ---------------------------------------------------------------------------------------------- also noticed
 def test_models_listing_starts_without_timm():
     """``yolo-improve models`` lists every module and family variant without importing timm (seconds to import)."""
-    code = ("import sys, io, contextlib\nfrom yolo_improve.cli import main\nout = io.StringIO()\n"
-            "with contextlib.redirect_stdout(out):\n    main(['models'])\n"
-            "print('timm' in sys.modules, 'convnextv2_huge' in out.getvalue(), 'unireplknet_xl' in out.getvalue())")
+    code = (
+        "import sys, io, contextlib\nfrom yolo_improve.cli import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n    main(['models'])\n"
+        "print('timm' in sys.modules, 'convnextv2_huge' in out.getvalue(), 'unireplknet_xl' in out.getvalue())"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-3:] == ["False", "True", "True"], r.stdout

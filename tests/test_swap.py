@@ -118,8 +118,9 @@ def test_cli_swapped_checkpoint_trains_from_its_weights_validates_predicts_expor
         assert _rel(source.model.eval()(x), swapped.model.eval()(x)) < 1e-5
     want = {k: v.float() for k, v in YOLO(out).model.state_dict().items()}
     seen = {}
-    swapped.add_callback("on_train_start", lambda t: seen.update(
-        {k: v.detach().clone() for k, v in t.model.state_dict().items()}))
+    swapped.add_callback(
+        "on_train_start", lambda t: seen.update({k: v.detach().clone() for k, v in t.model.state_dict().items()})
+    )
     swapped.train(data=str(sample), epochs=1, project=str(tmp_path), name="ft", **TRAIN)
     assert seen.keys() == want.keys()
     differ = [k for k, v in want.items() if v.dtype.is_floating_point and not torch.equal(seen[k].float(), v)]
@@ -137,7 +138,11 @@ def test_cli_swapped_checkpoint_trains_from_its_weights_validates_predicts_expor
 def test_swapped_akconv_blocks_resume_after_a_kill(checkpoint, sample, tmp_path):
     out = tmp_path / "akconv.pt"
     yolo_improve.swap(checkpoint, "AKConv", "blocks", save=out, verbose=False)
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import os
         import yolo_improve
         from ultralytics import YOLO
@@ -147,12 +152,18 @@ def test_swapped_akconv_blocks_resume_after_a_kill(checkpoint, sample, tmp_path)
                 os._exit(17)
         m.add_callback("on_train_batch_end", die)
         m.train(data={str(sample)!r}, epochs=2, project={str(tmp_path)!r}, name="run", **{TRAIN!r})
-    """)], capture_output=True, text=True, timeout=600)
+    """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 17, r.stderr[-2000:]
     seen = {}
     model = YOLO(tmp_path / "run" / "weights" / "last.pt")
-    model.add_callback("on_train_start", lambda t: seen.update(
-        start=t.start_epoch, akconv=type(t.model.model[2].m[0].cv1).__name__))
+    model.add_callback(
+        "on_train_start", lambda t: seen.update(start=t.start_epoch, akconv=type(t.model.model[2].m[0].cv1).__name__)
+    )
     model.train(resume=True)
     assert seen == {"start": 1, "akconv": "AKConv"}
 
@@ -170,8 +181,9 @@ sys.meta_path.insert(0, NoYoloImprove)
 
 
 def _without_package(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKED + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKED + textwrap.dedent(code)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_deploy_file_of_a_swapped_orepa_model_loads_without_yolo_improve(checkpoint, sample, tmp_path):
@@ -188,8 +200,8 @@ def test_deploy_file_of_a_swapped_orepa_model_loads_without_yolo_improve(checkpo
         m = YOLO({str(deploy)!r})
         assert "yolo_improve" not in sys.modules
         with torch.no_grad():
-            y = m.model.eval()(torch.load({str(tmp_path / 'x.pt')!r}))[0]
-        torch.save(y, {str(tmp_path / 'y.pt')!r})
+            y = m.model.eval()(torch.load({str(tmp_path / "x.pt")!r}))[0]
+        torch.save(y, {str(tmp_path / "y.pt")!r})
         m.val(data={str(sample)!r}, imgsz=32, batch=8, workers=0, plots=False, verbose=False)
         m.export(format="onnx", imgsz=64)
         print("classes", sorted({{type(x).__module__.split(".")[0] for x in m.model.modules()}}))

@@ -8,10 +8,10 @@ import math
 import shutil
 from pathlib import Path
 
+import onnxruntime
 import pytest
 import torch
 import yaml
-import onnxruntime
 from conftest import randomize_bn
 from PIL import Image
 from ultralytics import YOLO
@@ -22,8 +22,13 @@ from yolo_improve.data import SAMPLE
 
 TRAIN = dict(epochs=1, imgsz=32, batch=8, workers=0, plots=False, seed=0, exist_ok=True, verbose=False)
 # one composed config per task: every family and every system trained at least once
-MODELS = {"detect": "yolo26n-orepa.yaml", "segment": "yolo11n-seg-akconv.yaml", "pose": "yolov8n-pose-repvit.yaml",
-          "obb": "yolo26n-obb-convnextv2.yaml", "classify": "yolo11n-cls-unireplknet.yaml"}
+MODELS = {
+    "detect": "yolo26n-orepa.yaml",
+    "segment": "yolo11n-seg-akconv.yaml",
+    "pose": "yolov8n-pose-repvit.yaml",
+    "obb": "yolo26n-obb-convnextv2.yaml",
+    "classify": "yolo11n-cls-unireplknet.yaml",
+}
 
 
 def _boxes(split: str):
@@ -65,8 +70,12 @@ def _task_data(root: Path, task: str) -> str:
                 for j, (c, x, y, w, h) in enumerate(rows):
                     if c in keep:
                         W, H = im.size
-                        box = (int((x - w / 2) * W), int((y - h / 2) * H),
-                               int((x + w / 2) * W) + 1, int((y + h / 2) * H) + 1)
+                        box = (
+                            int((x - w / 2) * W),
+                            int((y - h / 2) * H),
+                            int((x + w / 2) * W) + 1,
+                            int((y + h / 2) * H) + 1,
+                        )
                         (root / split / names[c]).mkdir(parents=True, exist_ok=True)
                         im.crop(box).save(root / split / names[c] / f"{img.stem}_{j}.jpg")
         return str(root)
@@ -114,8 +123,9 @@ def test_onnx_runtime_equals_pytorch_every_family_and_task(family, suffix, tmp_p
     with torch.no_grad():
         ref = _flat(model(x))
     assert len(got) == len(ref) and all(g.shape == tuple(r.shape) for g, r in zip(got, ref))
-    assert max(float(abs(g - r.numpy()).max() / max(1.0, float(r.abs().max())))
-               for g, r in zip(got, ref)) < 1e-4, system
+    assert max(float(abs(g - r.numpy()).max() / max(1.0, float(r.abs().max()))) for g, r in zip(got, ref)) < 1e-4, (
+        system
+    )
 
 
 def _flat(y) -> list[torch.Tensor]:

@@ -13,8 +13,7 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from yolo_improve import cli, registry
-from yolo_improve.transfer import load_weights
-from yolo_improve.transfer import transfer, unfreeze_after
+from yolo_improve.transfer import load_weights, transfer, unfreeze_after
 
 TRAIN = dict(epochs=1, imgsz=32, batch=8, workers=0, plots=False, seed=0, exist_ok=True, verbose=False)
 BACKBONE_ROWS = {"repvit": "yolo11n-repvit.yaml", "convnextv2": "yolo11n-convnextv2.yaml"}
@@ -56,8 +55,9 @@ def _capture_start(yolo, store: dict, stop: bool = True):
 
     def grab(trainer):
         store["state"] = _state(trainer.model)
-        store["bn"] = {n: (m.eps, m.momentum) for n, m in trainer.model.named_modules()
-                       if isinstance(m, torch.nn.BatchNorm2d)}
+        store["bn"] = {
+            n: (m.eps, m.momentum) for n, m in trainer.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+        }
         if stop:
             raise Started
 
@@ -155,8 +155,16 @@ def test_train_starts_from_the_transferred_weights_and_freeze_holds_the_backbone
     _capture_start(yolo, start, stop=False)
     yolo.add_callback("on_train_epoch_end", lambda t: epoch_end.setdefault(t.epoch, _state(t.model)))
     unfreeze_after(yolo, 1)
-    yolo.train(data=str(sample), project=str(tmp_path), name="warm", optimizer="SGD", lr0=1e-5, warmup_epochs=0,
-               freeze=1, **{**TRAIN, "epochs": 2})
+    yolo.train(
+        data=str(sample),
+        project=str(tmp_path),
+        name="warm",
+        optimizer="SGD",
+        lr0=1e-5,
+        warmup_epochs=0,
+        freeze=1,
+        **{**TRAIN, "epochs": 2},
+    )
 
     src = source.state_dict()
     for k, sk in moved.items():  # the trainer started from the file's tensors, not from a rebuilt model

@@ -18,8 +18,14 @@ from yolo_improve.backbones.unireplknet import (
 )
 
 # Published classification-model parameter counts in millions, train -> deploy (the paper and its official release).
-PUBLISHED = {"a": (4.65, 4.44), "f": (6.49, 6.24), "p": (11.08, 10.74), "n": (18.82, 18.32),
-             "t": (31.69, 31.04), "s": (56.46, 55.65)}
+PUBLISHED = {
+    "a": (4.65, 4.44),
+    "f": (6.49, 6.24),
+    "p": (11.08, 10.74),
+    "n": (18.82, 18.32),
+    "t": (31.69, 31.04),
+    "s": (56.46, 55.65),
+}
 TINY = dict(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), kernel_sizes=((3,), (5,), (13, 7), (9,)))
 
 
@@ -130,7 +136,7 @@ def test_variant_table(name):
     v = VARIANTS[name]
     assert set(v) == {"depths", "dims", "kernel_sizes"}
     assert [len(ks) for ks in v["kernel_sizes"]] == list(v["depths"])
-    assert [v["dims"][0] * 2 ** i for i in range(4)] == list(v["dims"])
+    assert [v["dims"][0] * 2**i for i in range(4)] == list(v["dims"])
 
 
 def test_kernel_patterns():
@@ -203,8 +209,15 @@ def test_onnx_export_deploy_matches():
     model.reparameterize()
     x = torch.randn(1, 3, 64, 64)
     buf = io.BytesIO()
-    torch.onnx.export(copy.deepcopy(model), (x,), buf, dynamo=False, opset_version=17,
-                      input_names=["images"], output_names=[f"p{i}" for i in range(2, 6)])
+    torch.onnx.export(
+        copy.deepcopy(model),
+        (x,),
+        buf,
+        dynamo=False,
+        opset_version=17,
+        input_names=["images"],
+        output_names=[f"p{i}" for i in range(2, 6)],
+    )
     onnx.checker.check_model(onnx.load_from_string(buf.getvalue()))
     sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"images": x.numpy()})
@@ -226,12 +239,17 @@ def test_yolo_rows_start_with_open_blocks_the_paper_class_keeps_its_init():
         assert len(scales) == 12 and all(torch.all(s == value) for s in scales)
     # truncated normal std 0.02 vs PyTorch's default for a 40 -> 160 linear: U(+-1/sqrt(40)), std 1/sqrt(120)
     assert paper.stages[0][0].pwconv1.weight.std().item() == pytest.approx(0.02, rel=0.1)
-    assert scratch.stages[0][0].pwconv1.weight.std().item() == pytest.approx(120 ** -0.5, rel=0.1)
+    assert scratch.stages[0][0].pwconv1.weight.std().item() == pytest.approx(120**-0.5, rel=0.1)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     grad = {}
     for name, model in (("paper", paper), ("scratch", scratch)):
         g = torch.Generator().manual_seed(1)  # a fixed random readout (a squared norm is constant after LayerNorm)
         sum((o * torch.randn(o.shape, generator=g)).mean() for o in model(x)).backward()
-        grad[name] = torch.stack([m.pwconv2.weight.grad.abs().mean() for m in model.modules()
-                                  if isinstance(m, UniRepLKNetBlock)]).mean().item()
+        grad[name] = (
+            torch.stack(
+                [m.pwconv2.weight.grad.abs().mean() for m in model.modules() if isinstance(m, UniRepLKNetBlock)]
+            )
+            .mean()
+            .item()
+        )
     assert grad["scratch"] > 1e-4 and grad["paper"] < 1e-4 * grad["scratch"]

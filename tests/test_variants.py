@@ -33,9 +33,12 @@ def _checkpoint(folder, cfg: str, seed: int, **kw):
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")
-    return {"26": _checkpoint(d, "yolo26n.yaml", 1), "11seg": _checkpoint(d, "yolo11n-seg.yaml", 2),
-            "cls": _checkpoint(d, "yolo11n-cls.yaml", 3), "pose": _checkpoint(d, "yolov8n-pose.yaml", 4,
-                                                                               data_kpt_shape=(4, 3), nc=2)}
+    return {
+        "26": _checkpoint(d, "yolo26n.yaml", 1),
+        "11seg": _checkpoint(d, "yolo11n-seg.yaml", 2),
+        "cls": _checkpoint(d, "yolo11n-cls.yaml", 3),
+        "pose": _checkpoint(d, "yolov8n-pose.yaml", 4, data_kpt_shape=(4, 3), nc=2),
+    }
 
 
 def _outputs(y) -> list[torch.Tensor]:
@@ -69,18 +72,26 @@ def test_short_names_follow_family_task_and_scale():
     assert {k: (v.kind, v.source, v.task) for k, v in got.items()} == {
         "yolo26s-seg": ("config", "yolo26s-seg.yaml", "segment"),
         "yolo26s-seg-repvit": ("config", "yolo26s-seg-repvit.yaml", "segment"),
-        "yolo26s-seg-orepa": ("config", "yolo26s-seg-orepa.yaml", "segment")}
+        "yolo26s-seg-orepa": ("config", "yolo26s-seg-orepa.yaml", "segment"),
+    }
     every = short_names("v8", "classify", "m")
     assert list(every) == ["baseline", *sorted(configs.SYSTEMS)] and every["akconv"] == "yolov8m-cls-akconv.yaml"
     assert bench_variants("n", "v8", "classify") == list(short_names("v8", "classify", "n").values())
     assert resolve_models("baseline,unireplknet", "n", "26", "pose") == {
-        "yolo26n-pose": "yolo26n-pose.yaml", "yolo26n-pose-unireplknet": "yolo26n-pose-unireplknet.yaml"}
+        "yolo26n-pose": "yolo26n-pose.yaml",
+        "yolo26n-pose-unireplknet": "yolo26n-pose-unireplknet.yaml",
+    }
     assert list(resolve()) == ["yolo11n", *(f"yolo11n-{s}" for s in sorted(configs.SYSTEMS))]  # today's default
 
 
-@pytest.mark.parametrize("kw,culprit", [(dict(family="v9"), "family='v9': one of 26, 11, v8"),
-                                        (dict(task="depth"), "task='depth': one of detect, segment, pose, obb"),
-                                        (dict(scale="q"), "scale='q' is not a model scale: one of n, s, m, l, x")])
+@pytest.mark.parametrize(
+    "kw,culprit",
+    [
+        (dict(family="v9"), "family='v9': one of 26, 11, v8"),
+        (dict(task="depth"), "task='depth': one of detect, segment, pose, obb"),
+        (dict(scale="q"), "scale='q' is not a model scale: one of n, s, m, l, x"),
+    ],
+)
 def test_unknown_combinations_list_the_valid_ones(kw, culprit):
     with pytest.raises(VariantError, match=culprit):
         resolve("baseline", **kw)
@@ -98,7 +109,11 @@ def test_unknown_names_list_the_valid_ones(ckpts):
 def test_identify_reads_family_task_and_scale(ckpts, tmp_path):
     got = {k: identify(p) for k, p in ckpts.items()}
     assert [(i.family, i.task, i.scale) for i in got.values()] == [
-        ("26", "detect", "n"), ("11", "segment", "n"), ("11", "classify", "n"), ("v8", "pose", "n")]
+        ("26", "detect", "n"),
+        ("11", "segment", "n"),
+        ("11", "classify", "n"),
+        ("v8", "pose", "n"),
+    ]
     assert "yaml_file yolo26n.yaml" in got["26"].found and got["pose"].kpt_shape == [4, 3] and got["pose"].nc == 2
     model = YOLO(ckpts["26"])  # a renamed model: its rows and YOLO26's end2end head still say what it is
     model.model.yaml = {**model.model.yaml, "yaml_file": "mine.yaml"}
@@ -127,8 +142,12 @@ def test_swap_rows_equal_the_checkpoint_and_baseline_is_the_checkpoint(ckpts):
         for name in ("orepa@down", "akconv@blocks"):
             yolo, start, extras = rows[name].build()
             swap = extras["swap"]
-            assert start == f"{path.name} ({len(sd)}/{len(sd)}), swap {swap['conv']}@{name.split('@')[1]} " \
-                            f"{len(swap['swapped'])} convs" and len(swap["swapped"]) >= 5
+            assert (
+                start
+                == f"{path.name} ({len(sd)}/{len(sd)}), swap {swap['conv']}@{name.split('@')[1]} "
+                f"{len(swap['swapped'])} convs"
+                and len(swap["swapped"]) >= 5
+            )
             assert json.loads(json.dumps(extras)) == extras
             assert all(e["note"] for e in swap["left"])  # every conv left says why
             with torch.no_grad():
@@ -161,8 +180,10 @@ def test_cls_and_pose_checkpoints_resolve_with_their_own_configs(ckpts):
     """A cls checkpoint gets the cls config of its family, a pose one the pose config with its own keypoint shape and
     classes; the head's tensors that fit the new backbone's widths are the checkpoint's (cls: the linear layer; its
     conv reads RepViT's P5 width; pose: all of them)."""
-    for key, cfg, head, same in (("cls", "yolo11n-cls-repvit.yaml", "Classify", ["linear"]),
-                                 ("pose", "yolov8n-pose-repvit.yaml", "Pose", ["cv2", "cv3", "cv4", "dfl"])):
+    for key, cfg, head, same in (
+        ("cls", "yolo11n-cls-repvit.yaml", "Classify", ["linear"]),
+        ("pose", "yolov8n-pose-repvit.yaml", "Pose", ["cv2", "cv3", "cv4", "dfl"]),
+    ):
         rows = resolve("repvit,orepa@down", model=ckpts[key])
         assert rows["repvit"].source == cfg and rows["repvit"].task == identify(ckpts[key]).task
         yolo, start, _ = rows["repvit"].build()

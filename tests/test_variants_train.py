@@ -107,5 +107,7 @@ def test_bench_builds_and_measures_every_task(family, task):
     assert row["model"] == f"yolo{family}n{configs.TASKS[task]}-orepa"
     assert row["params_deploy"] < row["params_train"] and row["bn_deploy"] == 0 < row["bn_train"]
     assert row["reparam_max_diff"] < 1e-3 and row["onnx_max_diff"] < 1e-3
-    assert all(math.isfinite(row[k]) and row[k] > 0 for k in ("lat_train_ms", "lat_deploy_ms", "lat_onnx_ms",
-                                                              "train_mem_mb", "gflops_deploy"))
+    assert all(
+        math.isfinite(row[k]) and row[k] > 0
+        for k in ("lat_train_ms", "lat_deploy_ms", "lat_onnx_ms", "train_mem_mb", "gflops_deploy")
+    )

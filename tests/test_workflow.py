@@ -18,8 +18,9 @@ TRAIN = dict(epochs=1, imgsz=64, batch=8, workers=0, plots=False, seed=0)
 def _run(code: str, env=None, timeout=300) -> str:
     """Run Python code in a fresh interpreter that never imports yolo_improve itself."""
     env = {**os.environ, **(env or {})}
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                       timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=timeout
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r.stdout
 
@@ -28,9 +29,18 @@ def _run(code: str, env=None, timeout=300) -> str:
 def trained_repvit(sample, tmp_path_factory):
     """The seed RepViT config trained for one epoch through our CLI (stock `yolo` grammar)."""
     project = tmp_path_factory.mktemp("runs")
-    cmd = [sys.executable, "-m", "yolo_improve.cli", "train", f"model={SEEDS / 'yolo11-RepViT.yaml'}",
-           f"data={sample}", f"project={project}", "name=repvit", "exist_ok=True",
-           *(f"{k}={v}" for k, v in TRAIN.items())]
+    cmd = [
+        sys.executable,
+        "-m",
+        "yolo_improve.cli",
+        "train",
+        f"model={SEEDS / 'yolo11-RepViT.yaml'}",
+        f"data={sample}",
+        f"project={project}",
+        "name=repvit",
+        "exist_ok=True",
+        *(f"{k}={v}" for k, v in TRAIN.items()),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     best = project / "repvit" / "weights" / "best.pt"
@@ -48,8 +58,11 @@ def test_seed_train_val_predict_export(seed, sample, tmp_path):
     best = tmp_path / "run" / "weights" / "best.pt"
     trained = YOLO(best)
     assert type(trained.model.model[layer]) in ours
-    changed = [k for k, v in trained.model.state_dict().items() if k in start and v.dtype.is_floating_point
-               and not torch.equal(v.float(), start[k].float())]
+    changed = [
+        k
+        for k, v in trained.model.state_dict().items()
+        if k in start and v.dtype.is_floating_point and not torch.equal(v.float(), start[k].float())
+    ]
     assert any(k.startswith(f"model.{layer}.") for k in changed), "our module did not train"
     metrics = trained.val(data=str(sample), imgsz=64, batch=8, workers=0, plots=False)
     assert 0.0 <= metrics.box.map <= 1.0
@@ -67,7 +80,7 @@ def test_repvit_reloads_in_fresh_process_and_trains_again(trained_repvit, sample
         from ultralytics import YOLO
         m = YOLO({str(trained_repvit)!r})
         print(type(m.model.model[0]).__module__)
-        r = m.predict({str(sample.parent / 'val' / 'images')!r}, imgsz=64, verbose=False)
+        r = m.predict({str(sample.parent / "val" / "images")!r}, imgsz=64, verbose=False)
         print("predicted", len(r))
         m.val(data={str(sample)!r}, imgsz=64, batch=8, workers=0, plots=False)
         p = m.export(format="onnx", imgsz=64, simplify=False)
@@ -75,7 +88,7 @@ def test_repvit_reloads_in_fresh_process_and_trains_again(trained_repvit, sample
         m = YOLO({str(trained_repvit)!r})
         m.train(data={str(sample)!r}, project={str(tmp_path)!r}, name="again", epochs=1, imgsz=64, batch=8,
                 workers=0, plots=False)
-        print("retrained", type(YOLO({str(tmp_path / 'again' / 'weights' / 'best.pt')!r}).model.model[0]).__name__)
+        print("retrained", type(YOLO({str(tmp_path / "again" / "weights" / "best.pt")!r}).model.model[0]).__name__)
     """)
     assert "yolo_improve.backbones.timm" in out
     assert "predicted 8" in out and "exported" in out and "retrained TimmBackbone" in out
@@ -86,13 +99,16 @@ def test_checkpoint_loads_under_safe_load(trained_repvit):
 
     if not hasattr(tasks, "_SafeLoad"):
         pytest.skip("this Ultralytics has no safe-load mode")
-    out = _run(f"""
+    out = _run(
+        f"""
         from ultralytics import YOLO
         import torch
         m = YOLO({str(trained_repvit)!r})
         print("loaded", type(m.model.model[0]).__name__)
         print("out", m.model.float().eval()(torch.zeros(1, 3, 64, 64))[0].shape)
-    """, env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    """,
+        env={"ULTRALYTICS_SAFE_LOAD": "1"},
+    )
     assert "loaded TimmBackbone" in out and "out torch.Size([1, 84, 84])" in out
 
 
@@ -112,8 +128,20 @@ def test_plain_yolo_cli_uses_our_yaml(sample, tmp_path):
     if not os.path.exists(yolo):
         pytest.skip("no yolo console script next to this interpreter")
     image = sorted((sample.parent / "val" / "images").iterdir())[0]
-    r = subprocess.run([yolo, "predict", "model=yolo11n-unireplknet.yaml", f"source={image}", "imgsz=64",
-                        f"project={tmp_path}", "save=False"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            yolo,
+            "predict",
+            "model=yolo11n-unireplknet.yaml",
+            f"source={image}",
+            "imgsz=64",
+            f"project={tmp_path}",
+            "save=False",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "YOLO11n-unireplknet summary" in r.stdout + r.stderr
 
@@ -123,7 +151,7 @@ def test_ddp_child_builds_our_modules_from_yaml(sample, tmp_path):
     out = _run(f"""
         from ultralytics.models.yolo.detect import DetectionTrainer
         from ultralytics.utils.dist import generate_ddp_file
-        args = dict(model={str(SEEDS / 'yolo11-ConvNeXtV2.yaml')!r}, data={str(sample)!r}, epochs=1, imgsz=64,
+        args = dict(model={str(SEEDS / "yolo11-ConvNeXtV2.yaml")!r}, data={str(sample)!r}, epochs=1, imgsz=64,
                     batch=8, workers=0, plots=False, project={str(tmp_path)!r}, name="ddp", exist_ok=True, device="cpu")
         trainer = DetectionTrainer(overrides=args)
         print(generate_ddp_file(trainer))

@@ -19,10 +19,32 @@ from yolo_improve.registry import CFG_DIR
 BASES = {p.name: tasks.yaml_model_load(p) for p in [*sorted(CFG_DIR.rglob("*.yaml")), *sorted(SEEDS.glob("*.yaml"))]}
 for d in BASES.values():
     d["scale"] = "n"
-NAMES = [*registry.names(), "Conv", "C3k2", "SPPF", "C2PSA", "Concat", "Detect", "nn.Upsample", "Index", "Foo",
-         "", "nn.NotAThing", "torchvision.ops.Nope", "__import__", "OREPA2"]
-ARG = st.one_of(st.integers(-8, 300), st.floats(-2, 2), st.just(float("nan")), st.text(max_size=4), st.none(),
-                st.booleans(), st.lists(st.integers(-3, 3), max_size=3))
+NAMES = [
+    *registry.names(),
+    "Conv",
+    "C3k2",
+    "SPPF",
+    "C2PSA",
+    "Concat",
+    "Detect",
+    "nn.Upsample",
+    "Index",
+    "Foo",
+    "",
+    "nn.NotAThing",
+    "torchvision.ops.Nope",
+    "__import__",
+    "OREPA2",
+]
+ARG = st.one_of(
+    st.integers(-8, 300),
+    st.floats(-2, 2),
+    st.just(float("nan")),
+    st.text(max_size=4),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(-3, 3), max_size=3),
+)
 
 
 def _rows(d):
@@ -43,8 +65,11 @@ def mutated(draw):
         k = draw(st.integers(0, len(_rows(d)) - 1))
         sec, j = _locate(d, k)
         row = d[sec][j]
-        kind = draw(st.sampled_from(["name", "args", "truncate", "from", "repeats", "channels", "move", "delete",
-                                     "shape", "detect"]))
+        kind = draw(
+            st.sampled_from(
+                ["name", "args", "truncate", "from", "repeats", "channels", "move", "delete", "shape", "detect"]
+            )
+        )
         if len(row) < 4 or not isinstance(row[3], list):  # already cut short by an earlier mutation
             kind = "delete"
         if kind == "name":
@@ -54,8 +79,11 @@ def mutated(draw):
         elif kind == "truncate":
             row[3] = row[3][: draw(st.integers(0, max(0, len(row[3]) - 1)))]
         elif kind == "from":
-            row[0] = draw(st.one_of(st.integers(-30, 30), st.lists(st.integers(-30, 30), max_size=4),
-                                    st.text(max_size=2), st.none()))
+            row[0] = draw(
+                st.one_of(
+                    st.integers(-30, 30), st.lists(st.integers(-30, 30), max_size=4), st.text(max_size=2), st.none()
+                )
+            )
         elif kind == "repeats":
             row[1] = draw(st.one_of(st.integers(-2, 4), st.floats(-1, 3), st.none(), st.text(max_size=2)))
         elif kind == "channels" and row[3]:
@@ -74,8 +102,12 @@ def mutated(draw):
     return name, d
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(mutated())
 def test_mutated_yaml_builds_or_raises_our_error(case):
     name, d = case

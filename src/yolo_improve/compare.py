@@ -26,8 +26,19 @@ from pathlib import Path
 
 from .bench import report
 from .bench.runner import bench
-from .runs import (CompareError, check_layout, check_run, data_digest, epoch_seconds, epochs_done,
-                   one_row_per_epoch, requested, run_dir, run_state, write_record)
+from .runs import (
+    CompareError,
+    check_layout,
+    check_run,
+    data_digest,
+    epoch_seconds,
+    epochs_done,
+    one_row_per_epoch,
+    requested,
+    run_dir,
+    run_state,
+    write_record,
+)
 from .variants import Variant, resolve
 
 LOG = logging.getLogger("yolo_improve")
@@ -49,8 +60,10 @@ class CompareResult:
     def describe(self) -> str:
         m = self.meta
         runs = ", ".join(f"{k} {v}" for k, v in self.runs.items())
-        return (f"trained on {m['data']}: {m['epochs']} epoch(s), imgsz {m['train_imgsz']}, batch {m['batch']}, "
-                f"seeds {m['seeds']}, deterministic; runs: {runs}\n{report.describe(m)}")
+        return (
+            f"trained on {m['data']}: {m['epochs']} epoch(s), imgsz {m['train_imgsz']}, batch {m['batch']}, "
+            f"seeds {m['seeds']}, deterministic; runs: {runs}\n{report.describe(m)}"
+        )
 
 
 def seed_list(seeds, seed: int = 0) -> list[int]:
@@ -58,8 +71,9 @@ def seed_list(seeds, seed: int = 0) -> list[int]:
     if isinstance(seeds, str):
         text = seeds.strip()
         try:
-            seeds = [int(s) for s in text.strip("[]").split(",") if s.strip()] if "," in text or "[" in text \
-                else int(text)
+            seeds = (
+                [int(s) for s in text.strip("[]").split(",") if s.strip()] if "," in text or "[" in text else int(text)
+            )
         except ValueError:
             raise ValueError(f"seeds={seeds!r}: give a number of seeds (seeds=3) or a list (seeds=[0,1,2])") from None
     if isinstance(seeds, bool):
@@ -125,8 +139,10 @@ def _estimate(job: Job):
         if trainer.epoch == 0:
             per = time.perf_counter() - t0
             run_s = per * job.settings["epochs"]
-            LOG.info(f"    first epoch took {per:.0f} s: about {_hms(run_s)} per run, {_hms(run_s * job.estimate)} "
-                     f"for the {job.estimate} run(s) to train")
+            LOG.info(
+                f"    first epoch took {per:.0f} s: about {_hms(run_s)} per run, {_hms(run_s * job.estimate)} "
+                f"for the {job.estimate} run(s) to train"
+            )
 
     return say
 
@@ -153,8 +169,14 @@ def train_run(job: Job) -> tuple[str, str]:
     write_record(job.run, job.config, job.data, {**job.asked, "start": began, **extras})
     if job.estimate:
         yolo.add_callback("on_fit_epoch_end", _estimate(job))
-    yolo.train(**job.settings, **job.train_args, project=str(job.run.parent), name=job.run.name, exist_ok=True,
-               deterministic=True)
+    yolo.train(
+        **job.settings,
+        **job.train_args,
+        project=str(job.run.parent),
+        name=job.run.name,
+        exist_ok=True,
+        deterministic=True,
+    )
     one_row_per_epoch(job.run)
     return "trained", began
 
@@ -164,8 +186,14 @@ def validate(job: Job) -> dict:
     from .evaluate import validate_run
 
     keep = {k: job.train_args[k] for k in ("device", "workers") if k in job.train_args}
-    return validate_run(job.run / "weights" / "best.pt", job.settings["data"], job.run, imgsz=job.settings["imgsz"],
-                        batch=job.settings["batch"], **keep)
+    return validate_run(
+        job.run / "weights" / "best.pt",
+        job.settings["data"],
+        job.run,
+        imgsz=job.settings["imgsz"],
+        batch=job.settings["batch"],
+        **keep,
+    )
 
 
 def run_job(job: Job) -> tuple:
@@ -203,8 +231,9 @@ def locked(out: Path):
             holder = owner.read_text().strip() or "unknown"
         except OSError:
             holder = "unknown"
-        raise CompareError(f"another compare (pid {holder}) is writing to {out}; wait for it to finish or use "
-                           "another out= folder") from None
+        raise CompareError(
+            f"another compare (pid {holder}) is writing to {out}; wait for it to finish or use another out= folder"
+        ) from None
     try:
         owner.write_text(str(os.getpid()))
         yield
@@ -214,16 +243,39 @@ def locked(out: Path):
         lock.release()
 
 
-def compare(data: str | Path, models=None, *, variants=None, model: str | Path | None = None,
-            family: str | None = None, task: str | None = None, scale: str | None = None,
-            out: str | Path = "runs/yolo-improve/compare", seeds=1, seed: int = 0, epochs: int = 100, imgsz: int = 640, batch: int = 16, repeats: int = 20,
-            warmup: int = 3, threads: int = 1, device: str | None = None, workers: int = 0, engine: str = "local",
-            address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float | None = None,
-            pretrained: str | Path | None = None, backbone: str | Path | None = None, n_boot: int = 1000,
-            explain: bool = False, **train_args) -> CompareResult:
+def compare(
+    data: str | Path,
+    models=None,
+    *,
+    variants=None,
+    model: str | Path | None = None,
+    family: str | None = None,
+    task: str | None = None,
+    scale: str | None = None,
+    out: str | Path = "runs/yolo-improve/compare",
+    seeds=1,
+    seed: int = 0,
+    epochs: int = 100,
+    imgsz: int = 640,
+    batch: int = 16,
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int = 1,
+    device: str | None = None,
+    workers: int = 0,
+    engine: str = "local",
+    address: str | None = None,
+    cpus_per_run: float = 1,
+    gpus_per_run: float | None = None,
+    pretrained: str | Path | None = None,
+    backbone: str | Path | None = None,
+    n_boot: int = 1000,
+    explain: bool = False,
+    **train_args,
+) -> CompareResult:
     """Train ``models`` (default: the stock model and every system of ``family`` x ``task`` at ``scale``: YOLO11
-    detect n unless told) on ``data`` with identical settings, once per seed; validate each run, measure the deploy form of each variant's best.pt (``bench``) and
-    write the table (mean, spread, delta to the first model with its 95% interval and verdict) and figures to ``out``.
+    detect n unless told) on ``data`` with identical settings, once per seed; validate each run, measure the deploy
+    form of each variant's best.pt (``bench``) and write the table (mean, spread, delta to the first model with its 95% interval and verdict) and figures to ``out``.
 
     ``data``: ``sample`` (the bundled sample), a data.yaml, or a dataset folder (``datasets.resolve_data``). Training
     defaults are Ultralytics' (100 epochs, imgsz 640, batch 16); extra keyword arguments go to every ``YOLO.train``
@@ -242,7 +294,8 @@ def compare(data: str | Path, models=None, *, variants=None, model: str | Path |
 
     ``pretrained``: a YOLO checkpoint every variant starts from, by structural transfer (``transfer.py``).
     ``backbone``: ImageNet weights for the backbone variants, a file or a folder of files named after the variant
-    (``variants.backbone_file``). The table's ``start`` column says what loaded. ``n_boot``: bootstrap replicates (>= 1000).
+    (``variants.backbone_file``). The table's ``start`` column says what loaded. ``n_boot``: bootstrap replicates
+    (>= 1000).
     ``explain``: also write heat maps and effective receptive fields of every variant's best.pt into ``out/explain/``
     (``explain.for_compare``), linked from the report.
     """
@@ -260,20 +313,46 @@ def compare(data: str | Path, models=None, *, variants=None, model: str | Path |
     if variants is not None and models is not None:
         raise ValueError("models= and variants= name the same thing: give one")
     scale = _model_scale(scale, train_args)
-    specs = resolve(variants if variants is not None else models, model=model, family=family, task=task,
-                    scale=scale, backbone=backbone, pretrained=pretrained)
+    specs = resolve(
+        variants if variants is not None else models,
+        model=model,
+        family=family,
+        task=task,
+        scale=scale,
+        backbone=backbone,
+        pretrained=pretrained,
+    )
     seeds = seed_list(seeds, seed)
     data_yaml = str(Path(sample_data() if str(data) == "sample" else resolve_data(data)).resolve())
     out = Path(out).resolve()
     with locked(out):
-        return _compare(data_yaml, specs, seeds, out, t0, epochs=epochs, imgsz=imgsz, batch=batch, repeats=repeats,
-                        warmup=warmup, threads=threads, device=device, workers=workers, engine=engine,
-                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, n_boot=n_boot,
-                        explain=explain, **train_args)
+        return _compare(
+            data_yaml,
+            specs,
+            seeds,
+            out,
+            t0,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            device=device,
+            workers=workers,
+            engine=engine,
+            address=address,
+            cpus_per_run=cpus_per_run,
+            gpus_per_run=gpus_per_run,
+            n_boot=n_boot,
+            explain=explain,
+            **train_args,
+        )
 
 
-def _jobs(data_yaml, specs: dict[str, Variant], seeds, out, *, epochs, imgsz, batch, workers, device,
-          **train_args) -> list[Job]:
+def _jobs(
+    data_yaml, specs: dict[str, Variant], seeds, out, *, epochs, imgsz, batch, workers, device, **train_args
+) -> list[Job]:
     """Every (variant, seed) run of the grid, checked against its folder before anything trains."""
     train_args = {"workers": workers, "plots": False, **train_args}
     if device is not None:
@@ -285,27 +364,71 @@ def _jobs(data_yaml, specs: dict[str, Variant], seeds, out, *, epochs, imgsz, ba
         asked = variant.record()
         for s in seeds:
             settings = {"data": data_yaml, "epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": s}
-            job = Job(name, variant, s, run_dir(out, name, s), settings, train_args, requested(settings, train_args),
-                      digest, asked)
+            job = Job(
+                name,
+                variant,
+                s,
+                run_dir(out, name, s),
+                settings,
+                train_args,
+                requested(settings, train_args),
+                digest,
+                asked,
+            )
             if run_state(job.run, epochs) != "new":
                 check_run(job.run, job.config, job.data, job.asked)
             jobs.append(job)
     return jobs
 
 
-def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float, *, epochs, imgsz, batch, repeats,
-             warmup, threads, device, workers, engine, address, cpus_per_run, gpus_per_run, n_boot, explain,
-             **train_args) -> CompareResult:
+def _compare(
+    data_yaml: str,
+    specs: dict,
+    seeds: list[int],
+    out: Path,
+    t0: float,
+    *,
+    epochs,
+    imgsz,
+    batch,
+    repeats,
+    warmup,
+    threads,
+    device,
+    workers,
+    engine,
+    address,
+    cpus_per_run,
+    gpus_per_run,
+    n_boot,
+    explain,
+    **train_args,
+) -> CompareResult:
     from . import stats
 
-    jobs = _jobs(data_yaml, specs, seeds, out, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
-                 device=device, **train_args)
+    jobs = _jobs(
+        data_yaml,
+        specs,
+        seeds,
+        out,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        workers=workers,
+        device=device,
+        **train_args,
+    )
     done = {}
     if engine == "ray":
         from .engines import ray_map
 
-        done = ray_map(run_job, {f"{j.name}/seed{j.seed}": (j,) for j in jobs}, address=address,
-                       num_cpus=cpus_per_run, num_gpus=gpus_per_run)
+        done = ray_map(
+            run_job,
+            {f"{j.name}/seed{j.seed}": (j,) for j in jobs},
+            address=address,
+            num_cpus=cpus_per_run,
+            num_gpus=gpus_per_run,
+        )
     else:
         new = [j for j in jobs if run_state(j.run, epochs) == "new"]
         if new:
@@ -316,8 +439,10 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
             LOG.info(f"[{i}/{len(jobs)}] {key}: {doing[run_state(job.run, epochs)]} in {job.run}")
             done[key] = run_job(job)
             got, k = done[key][1], PRIMARY.get(done[key][1].get("task"), "map50_95")
-            LOG.info(f"[{i}/{len(jobs)}] {key}: {done[key][0]} in {time.perf_counter() - t:.0f} s, "
-                     f"{k} {got.get(k, float('nan')):.3f}")
+            LOG.info(
+                f"[{i}/{len(jobs)}] {key}: {done[key][0]} in {time.perf_counter() - t:.0f} s, "
+                f"{k} {got.get(k, float('nan')):.3f}"
+            )
     runs = {k: v[0] for k, v in done.items()}
     by_model = {n: [j.run for j in jobs if j.name == n] for n in specs}
     baseline = next(iter(specs))
@@ -325,8 +450,9 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
     summary = stats.compare_runs(by_model, baseline, n_boot=n_boot, seed=0)
     LOG.info(f"measuring the deploy form of {len(specs)} best.pt ({repeats} runs each)")
     first = {n: str(by_model[n][0] / "weights" / "best.pt") for n in specs}
-    measured = _bench(out, first, imgsz=imgsz, repeats=repeats, warmup=warmup, threads=threads, device=device,
-                      seed=seeds[0])
+    measured = _bench(
+        out, first, imgsz=imgsz, repeats=repeats, warmup=warmup, threads=threads, device=device, seed=seeds[0]
+    )
     val0 = done[f"{baseline}/seed{seeds[0]}"][1]
     task = val0.get("task", "detect")
     rows = []
@@ -334,22 +460,43 @@ def _compare(data_yaml: str, specs: dict, seeds: list[int], out: Path, t0: float
         n = r["model"]
         # what happened to each run this call (trained/resumed/skipped) is in CompareResult.runs and describe(), not
         # in the table: the table describes the runs, and the same runs give the same table on every call
-        row = {"model": n, "seeds": len(seeds), "start": done[f"{n}/seed{seeds[0]}"][2], "epochs": epochs_done(by_model[n][0]),
-               "epoch_s": sum(epoch_seconds(p) for p in by_model[n]) / len(seeds),
-               **{k: v for k, v in r.items() if k != "model"}}
+        row = {
+            "model": n,
+            "seeds": len(seeds),
+            "start": done[f"{n}/seed{seeds[0]}"][2],
+            "epochs": epochs_done(by_model[n][0]),
+            "epoch_s": sum(epoch_seconds(p) for p in by_model[n]) / len(seeds),
+            **{k: v for k, v in r.items() if k != "model"},
+        }
         row.update(flatten(summary[n], task))
         rows.append(row)
-    meta = {**measured.meta, "data": data_yaml, "epochs": epochs, "train_imgsz": imgsz, "batch": batch,
-            "seeds": seeds, "seed": seeds[0], "deterministic": True, "train_args": train_args, "engine": engine,
-            "task": task, "n_boot": n_boot, "level": 0.95, "image_only_interval": len(seeds) == 1,
-            "val_images": val0.get("images"), "val_instances": val0.get("instances"),
-            "data_label": _data_label(jobs[0].data), "wall_s": round(time.perf_counter() - t0, 1)}
+    meta = {
+        **measured.meta,
+        "data": data_yaml,
+        "epochs": epochs,
+        "train_imgsz": imgsz,
+        "batch": batch,
+        "seeds": seeds,
+        "seed": seeds[0],
+        "deterministic": True,
+        "train_args": train_args,
+        "engine": engine,
+        "task": task,
+        "n_boot": n_boot,
+        "level": 0.95,
+        "image_only_interval": len(seeds) == 1,
+        "val_images": val0.get("images"),
+        "val_instances": val0.get("instances"),
+        "data_label": _data_label(jobs[0].data),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
     if explain:
         from .explain import for_compare
 
         LOG.info("explain: heat maps and effective receptive fields of every variant's best.pt")
-        meta["explain"] = {k: str(v) for k, v in for_compare(out, {n: Path(p) for n, p in first.items()}, data_yaml,
-                                                              imgsz).items()}
+        meta["explain"] = {
+            k: str(v) for k, v in for_compare(out, {n: Path(p) for n, p in first.items()}, data_yaml, imgsz).items()
+        }
     title = f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}, {len(seeds)} seed(s)"
     paths = report.write_compare(rows, meta, out, by_model, title=title)
     return CompareResult(rows, meta, paths, runs)

@@ -29,10 +29,17 @@ __all__ = ["FAMILIES", "TASKS", "SYSTEMS", "NAME", "compose", "resolve", "names"
 
 FAMILIES = {"26": "26/yolo26", "11": "11/yolo11", "v8": "v8/yolov8"}  # stock YAML per family, under cfg/models
 TASKS = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
-SYSTEMS = {"repvit": "repvit", "convnextv2": "convnextv2", "unireplknet": "unireplknet",  # per-scale published variants
-           "orepa": "OREPA", "akconv": "AKConv"}
-NAME = re.compile(r"^yolo(26|11|v8)([nslmx])?(-seg|-pose|-obb|-cls)?-(repvit|convnextv2|unireplknet|orepa|akconv)"
-                  r"\.yaml$")
+SYSTEMS = {
+    "repvit": "repvit",
+    "convnextv2": "convnextv2",
+    "unireplknet": "unireplknet",  # per-scale published variants
+    "orepa": "OREPA",
+    "akconv": "AKConv",
+}
+NAME = re.compile(
+    r"^yolo(26|11|v8)([nslmx])?(-seg|-pose|-obb|-cls)?-(repvit|convnextv2|unireplknet|orepa|akconv)"
+    r"\.yaml$"
+)
 _NECK = {"SPPF", "SPP", "SPPELAN", "C2PSA"}  # rows that start after the P5 stage
 
 
@@ -48,8 +55,10 @@ def _stock(family: str, task: str) -> Path:
     if not path.is_file():
         import ultralytics
 
-        raise FileNotFoundError(f"yolo{family}{task} configs are composed from Ultralytics' {path.name}, which "
-                                f"ultralytics {ultralytics.__version__} does not have (YOLO26 needs ultralytics>=8.4)")
+        raise FileNotFoundError(
+            f"yolo{family}{task} configs are composed from Ultralytics' {path.name}, which "
+            f"ultralytics {ultralytics.__version__} does not have (YOLO26 needs ultralytics>=8.4)"
+        )
     return path
 
 
@@ -103,7 +112,7 @@ def _backbone(d: dict, system: str, classify: bool) -> dict:
     return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(path: Path) -> dict:
     """A stock YAML, parsed once per process (``yolo-improve models`` composes each one five times)."""
     return yaml.safe_load(path.read_text())
@@ -113,8 +122,10 @@ def compose(name: str) -> dict:
     """The model dict for a composed name (scale letter optional), or a ValueError naming what is not composable."""
     m = NAME.match(Path(name).name)
     if not m:
-        raise ValueError(f"'{name}' is not a composed config name: "
-                         "yolo{26,11,v8}{n,s,m,l,x}[-seg|-pose|-obb|-cls]-{" + ",".join(SYSTEMS) + "}.yaml")
+        raise ValueError(
+            f"'{name}' is not a composed config name: "
+            "yolo{26,11,v8}{n,s,m,l,x}[-seg|-pose|-obb|-cls]-{" + ",".join(SYSTEMS) + "}.yaml"
+        )
     family, _, task, system = m.groups()
     d = copy.deepcopy(_load(_stock(family, task or "")))
     module = SYSTEMS[system]
@@ -140,8 +151,10 @@ def resolve(name: str) -> Path | None:
     family, _, task, system = m.groups()
     out = _cache() / f"yolo{family}{task or ''}-{system}.yaml"  # scale-less, like the stock names
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = (f"# composed by yolo-improve from ultralytics/cfg/models/{FAMILIES[family]}{task or ''}.yaml "
-            f"with {SYSTEMS[system]} (see yolo_improve.configs)\n" + yaml.safe_dump(d, sort_keys=False))
+    text = (
+        f"# composed by yolo-improve from ultralytics/cfg/models/{FAMILIES[family]}{task or ''}.yaml "
+        f"with {SYSTEMS[system]} (see yolo_improve.configs)\n" + yaml.safe_dump(d, sort_keys=False)
+    )
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(out)  # atomic: parallel processes (DDP) never read a half-written file

@@ -40,8 +40,13 @@ from .bench.measure import _tensors as _outputs  # every tensor of a (nested) mo
 from .bench.measure import randomize_batchnorm
 from .reparam import reparameterize, reparameterize_modules
 
-SCALES = {"n": [0.50, 0.25, 1024], "s": [0.50, 0.50, 1024], "m": [0.50, 1.00, 512], "l": [1.00, 1.00, 512],
-          "x": [1.00, 1.50, 512]}  # YOLO11's
+SCALES = {
+    "n": [0.50, 0.25, 1024],
+    "s": [0.50, 0.50, 1024],
+    "m": [0.50, 1.00, 512],
+    "l": [1.00, 1.00, 512],
+    "x": [1.00, 1.50, 512],
+}  # YOLO11's
 TOL = {"train = deploy": 1e-5, "from_conv": 1e-6, "onnx": 1e-4}  # relative to the output's scale
 UNDER_TEST = 2  # the row index of the module under test (backbones: 0)
 
@@ -70,8 +75,10 @@ class Report:
     def table(self) -> str:
         w = max(len(line.check) for line in self.lines)
         rows = [f"{self.module} (kind={self.kind})", f"{'check':<{w}}  result  detail"]
-        rows += [f"{line.check:<{w}}  {'-' if line.ok is None else 'ok' if line.ok else 'FAIL':<6}  {line.detail}"
-                 for line in self.lines]
+        rows += [
+            f"{line.check:<{w}}  {'-' if line.ok is None else 'ok' if line.ok else 'FAIL':<6}  {line.detail}"
+            for line in self.lines
+        ]
         rows.append("all checks passed" if self.ok else f"FAILED: {', '.join(x.check for x in self.failed)}")
         return "\n".join(rows)
 
@@ -85,8 +92,14 @@ def model_yaml(name: str, kind: str, args=(), scale: str = "n", nc: int = 2) -> 
         row = [-1, 2, name, ([128] if kind in ("conv", "block") else []) + list(args)]
         backbone = [[-1, 1, "Conv", [64, 3, 2]], [-1, 1, "Conv", [128, 3, 2]], row, *conv]
         head = [[[3, 4, 5], 1, "Detect", ["nc"]]]
-    return {"nc": nc, "scales": copy.deepcopy(SCALES), "scale": scale, "backbone": backbone, "head": head,
-            "yaml_file": f"contract-{name}.yaml"}
+    return {
+        "nc": nc,
+        "scales": copy.deepcopy(SCALES),
+        "scale": scale,
+        "backbone": backbone,
+        "head": head,
+        "yaml_file": f"contract-{name}.yaml",
+    }
 
 
 def _build(name, kind, args, scale):
@@ -100,8 +113,11 @@ def _rel(a, b) -> float:
     pairs = list(zip(_outputs(a), _outputs(b)))
     if not pairs or len(_outputs(a)) != len(_outputs(b)):
         return float("inf")
-    return max(float((x.detach().double() - y.detach().double()).abs().max())
-               / max(1.0, float(y.detach().double().abs().max())) for x, y in pairs)
+    return max(
+        float((x.detach().double() - y.detach().double()).abs().max())
+        / max(1.0, float(y.detach().double().abs().max()))
+        for x, y in pairs
+    )
 
 
 def _input(c1: int, kind: str, size: int = 32) -> torch.Tensor:
@@ -114,8 +130,9 @@ def _has_reparam(m: nn.Module) -> bool:
     return any(callable(getattr(x, "reparameterize", None)) for x in m.modules())
 
 
-def check(module: str | type, kind: str | None = None, args=(), scales: str = "nsmlx", imgsz: int = 64,
-          onnx: bool = True) -> Report:
+def check(
+    module: str | type, kind: str | None = None, args=(), scales: str = "nsmlx", imgsz: int = 64, onnx: bool = True
+) -> Report:
     """Run the contract on a registered module (its name, import path or class) and return the report.
 
     A class that is not registered yet is registered under its class name with ``kind`` (so that a module can be
@@ -138,9 +155,15 @@ def check(module: str | type, kind: str | None = None, args=(), scales: str = "n
     if wrong:
         bad = {s: why for s, why in wrong.items() if why}
         first = next(iter(bad), None)
-        report.lines.append(Line("output channels", not bad, f"row {UNDER_TEST} {bad[first]} (scale {first}); wrong at "
-                                 f"scales {', '.join(bad)}" if bad else
-                                 f"row {UNDER_TEST} returns the channels it declares at every scale"))
+        report.lines.append(
+            Line(
+                "output channels",
+                not bad,
+                f"row {UNDER_TEST} {bad[first]} (scale {first}); wrong at scales {', '.join(bad)}"
+                if bad
+                else f"row {UNDER_TEST} returns the channels it declares at every scale",
+            )
+        )
 
     def build(scale):
         def fn():
@@ -193,8 +216,11 @@ def _own_channels(entry, args, scale) -> str:
     c1 = c2 = make_divisible(min(128, max_channels) * width, 8)  # layer 1 gives 128, the row under test declares 128
     n = max(round(2 * depth), 1)  # the row's 2 repeats, depth-scaled
     try:
-        m = {"conv": lambda: entry.build(c1, c2, *args), "block": lambda: entry.build(c1, c2, n, *args),
-             "same": lambda: entry.build(c1, *args)}[entry.kind]().eval()
+        m = {
+            "conv": lambda: entry.build(c1, c2, *args),
+            "block": lambda: entry.build(c1, c2, n, *args),
+            "same": lambda: entry.build(c1, *args),
+        }[entry.kind]().eval()
         with torch.no_grad():
             y = m(_input(c1, entry.kind)[:1])
     except Exception:  # any failure to build or run is the build check's to report, with its own detail
@@ -207,8 +233,11 @@ def _own_channels(entry, args, scale) -> str:
 
 
 def _entry(module, kind) -> registry.Module:
-    entry = registry.get(module) if isinstance(module, str) else next(
-        (e for e in registry.REGISTRY.values() if not isinstance(e.target, str) and e.target is module), None)
+    entry = (
+        registry.get(module)
+        if isinstance(module, str)
+        else next((e for e in registry.REGISTRY.values() if not isinstance(e.target, str) and e.target is module), None)
+    )
     if entry is None:
         cls = registry.resolve(module) if isinstance(module, str) else module
         if not isinstance(cls, type) or not issubclass(cls, nn.Module):
@@ -370,8 +399,10 @@ def _autocast(under, x, dtype):
     sum(t.float().square().mean() for t in outs).backward()
     grads = [p.grad for p in m.parameters() if p.grad is not None] + [x.grad]
     gfinite = all(torch.isfinite(g).all() for g in grads if g is not None)
-    return finite and gfinite, (f"outputs {'finite' if finite else 'NOT FINITE'}, gradients "
-                                f"{'finite' if gfinite else 'NOT FINITE'}, max rel diff to fp32 {_rel(y, ref):.1e}")
+    return finite and gfinite, (
+        f"outputs {'finite' if finite else 'NOT FINITE'}, gradients "
+        f"{'finite' if gfinite else 'NOT FINITE'}, max rel diff to fp32 {_rel(y, ref):.1e}"
+    )
 
 
 def _half(under, c1, kind):

@@ -15,8 +15,11 @@ CACHES = (".cache", ".npy")  # what Ultralytics writes there itself: labels.cach
 
 def _digests(root: Path) -> dict[Path, str]:
     """SHA-256 of every file under ``root`` by relative path (label caches left out)."""
-    return {p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix not in CACHES}
+    return {
+        p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix not in CACHES
+    }
 
 
 def mirror(src: Path, dest: Path) -> list[str]:
@@ -67,8 +70,9 @@ def sample_data(dest: str | Path | None = None) -> Path:
         from ultralytics.utils import LOGGER
 
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        LOGGER.warning(f"yolo-improve: the sample copy in {dest} differed from the bundled sample ({shown}); "
-                       "restored it")
+        LOGGER.warning(
+            f"yolo-improve: the sample copy in {dest} differed from the bundled sample ({shown}); restored it"
+        )
     return dest / "data.yaml"
 
 
@@ -86,6 +90,8 @@ def sample_person_view(dest: str | Path | None = None) -> Path:
         (view / "labels" / label.name).write_text("".join(f"{r}\n" for r in rows))
     mirror(src / "train" / "images", view / "images")
     yaml = view / "data.yaml"
-    yaml.write_text("# the sample's train images, person boxes only; val = train (held-in)\n"
-                    f"path: {view}\ntrain: images\nval: images\nnames:\n  0: person\n")
+    yaml.write_text(
+        "# the sample's train images, person boxes only; val = train (held-in)\n"
+        f"path: {view}\ntrain: images\nval: images\nnames:\n  0: person\n"
+    )
     return yaml

@@ -31,8 +31,14 @@ def check_engine(engine: str, address: str | None) -> None:
             raise ImportError(f"compare engine=ray needs Ray, which is not installed: {RAY_EXTRA}")
 
 
-def ray_map(fn: Callable, jobs: dict[str, tuple], *, address: str | None = None, num_cpus: float = 1,
-            num_gpus: float | None = None) -> dict:
+def ray_map(
+    fn: Callable,
+    jobs: dict[str, tuple],
+    *,
+    address: str | None = None,
+    num_cpus: float = 1,
+    num_gpus: float | None = None,
+) -> dict:
     """``{name: fn(*args)}`` for ``jobs = {name: args}``, each call a Ray task asking for ``num_cpus`` CPUs and
     ``num_gpus`` GPUs (default: 1 when the cluster has GPUs, else 0).
 
@@ -52,8 +58,9 @@ def ray_map(fn: Callable, jobs: dict[str, tuple], *, address: str | None = None,
             num_gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(fn)
         pending = {task.remote(*args): name for name, args in jobs.items()}
-        LOG.info(f"ray: {len(pending)} variant task(s), {num_cpus} CPU and {num_gpus} GPU each, on "
-                 f"{ray.cluster_resources()}")
+        LOG.info(
+            f"ray: {len(pending)} variant task(s), {num_cpus} CPU and {num_gpus} GPU each, on {ray.cluster_resources()}"
+        )
         results = {}
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)

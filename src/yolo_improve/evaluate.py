@@ -33,8 +33,12 @@ SUMMARY = "val_summary.json"
 # COCO's area ranges in original-image pixels (pycocotools Params.areaRng): small < 32^2 <= medium < 96^2 <= large
 AREAS = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 # the tp array of each task's streams: name -> (records key, summary metric prefix)
-STREAMS = {"detect": {"box": ""}, "obb": {"box": ""}, "segment": {"box": "", "mask": "mask_"},
-           "pose": {"box": "", "pose": "pose_"}}
+STREAMS = {
+    "detect": {"box": ""},
+    "obb": {"box": ""},
+    "segment": {"box": "", "mask": "mask_"},
+    "pose": {"box": "", "pose": "pose_"},
+}
 _SUFFIX = {"box": "B", "mask": "M", "pose": "P"}
 
 
@@ -81,9 +85,18 @@ class Records:
         pi = gather((np.cumsum(self.n_pred) - self.n_pred)[idx], self.n_pred[idx])
         ti = gather((np.cumsum(self.n_target) - self.n_target)[idx], self.n_target[idx])
         area = {} if self.pred_area is None else {"pred_area": self.pred_area[pi], "target_area": self.target_area[ti]}
-        return Records(self.task, self.nc, self.images[idx], n_pred=self.n_pred[idx], n_target=self.n_target[idx],
-                       tp={k: v[pi] for k, v in self.tp.items()}, conf=self.conf[pi], pred_cls=self.pred_cls[pi],
-                       target_cls=self.target_cls[ti], **area)
+        return Records(
+            self.task,
+            self.nc,
+            self.images[idx],
+            n_pred=self.n_pred[idx],
+            n_target=self.n_target[idx],
+            tp={k: v[pi] for k, v in self.tp.items()},
+            conf=self.conf[pi],
+            pred_cls=self.pred_cls[pi],
+            target_cls=self.target_cls[ti],
+            **area,
+        )
 
     def save(self, path: Path) -> None:
         arrays = {"task": np.array(self.task), "nc": np.array(self.nc), "images": self.images.astype(str)}
@@ -115,10 +128,16 @@ def load_records(run: Path) -> Records:
         ok = rec.correct is not None and rec.correct.shape == (n, 2)
     else:
         p, t = int(rec.n_pred.sum()), int(rec.n_target.sum())
-        ok = (task in STREAMS and set(tp) == set(STREAMS[task]) and len(rec.n_pred) == len(rec.n_target) == n
-              and all(v.shape == (p, 10) for v in tp.values()) and len(rec.conf) == len(rec.pred_cls) == p
-              and len(rec.target_cls) == t and (rec.pred_area is None) == (rec.target_area is None)
-              and (rec.pred_area is None or (len(rec.pred_area) == p and len(rec.target_area) == t)))
+        ok = (
+            task in STREAMS
+            and set(tp) == set(STREAMS[task])
+            and len(rec.n_pred) == len(rec.n_target) == n
+            and all(v.shape == (p, 10) for v in tp.values())
+            and len(rec.conf) == len(rec.pred_cls) == p
+            and len(rec.target_cls) == t
+            and (rec.pred_area is None) == (rec.target_area is None)
+            and (rec.pred_area is None or (len(rec.pred_area) == p and len(rec.target_area) == t))
+        )
     if not ok:
         raise RecordsError(f"{path}: inconsistent array shapes for task {task!r}; delete it to re-validate")
     return rec
@@ -145,8 +164,9 @@ def _recording(validator_cls: type) -> type:
             for si, pred in enumerate(preds):
                 pb = self._prepare_batch(si, batch)
                 for boxes, out in ((pred["bboxes"], self.yi_pred_area), (pb["bboxes"], self.yi_target_area)):
-                    b = ops.scale_boxes(pb["imgsz"], boxes.clone().reshape(-1, 4).float(), pb["ori_shape"],
-                                        ratio_pad=pb["ratio_pad"])
+                    b = ops.scale_boxes(
+                        pb["imgsz"], boxes.clone().reshape(-1, 4).float(), pb["ori_shape"], ratio_pad=pb["ratio_pad"]
+                    )
                     out.append(((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).cpu().numpy())
 
         def eval_json(self, stats):  # where Ultralytics adds faster-coco-eval's size APs
@@ -189,17 +209,25 @@ def _records(v, task: str, nc: int) -> Records:
     if len(s["tp"]) != len(images):
         raise RecordsError(f"recorded {len(s['tp'])} images' statistics for {len(images)} image files")
     cat = {k: np.concatenate(v, 0) if v else np.zeros(0) for k, v in s.items()}
-    tp = {name: cat["tp" if name == "box" else f"tp_{name[0]}"].astype(bool).reshape(-1, 10)
-          for name in STREAMS[task]}
+    tp = {name: cat["tp" if name == "box" else f"tp_{name[0]}"].astype(bool).reshape(-1, 10) for name in STREAMS[task]}
     area = {}
     if task == "detect":
-        area = {"pred_area": np.concatenate(v.yi_pred_area).astype(np.float32) if v.yi_pred_area else np.zeros(0),
-                "target_area": np.concatenate(v.yi_target_area).astype(np.float32) if v.yi_target_area
-                else np.zeros(0)}
-    return Records(task, nc, images, n_pred=np.array([len(c) for c in s["conf"]], np.int64),
-                   n_target=np.array([len(c) for c in s["target_cls"]], np.int64), tp=tp,
-                   conf=cat["conf"].astype(np.float32), pred_cls=cat["pred_cls"].astype(np.int64),
-                   target_cls=cat["target_cls"].astype(np.int64), **area)
+        area = {
+            "pred_area": np.concatenate(v.yi_pred_area).astype(np.float32) if v.yi_pred_area else np.zeros(0),
+            "target_area": np.concatenate(v.yi_target_area).astype(np.float32) if v.yi_target_area else np.zeros(0),
+        }
+    return Records(
+        task,
+        nc,
+        images,
+        n_pred=np.array([len(c) for c in s["conf"]], np.int64),
+        n_target=np.array([len(c) for c in s["target_cls"]], np.int64),
+        tp=tp,
+        conf=cat["conf"].astype(np.float32),
+        pred_cls=cat["pred_cls"].astype(np.int64),
+        target_cls=cat["target_cls"].astype(np.int64),
+        **area,
+    )
 
 
 def _summary(task: str, results: dict, rec: Records) -> dict:
@@ -221,8 +249,12 @@ def _summary(task: str, results: dict, rec: Records) -> dict:
         else:  # 8.3 evaluates JSON only for COCO/LVIS itself: stats computes them from the records
             got["size_ap_source"] = "records"
     got = {k: (None if v is None else float(v) if not isinstance(v, str) else v) for k, v in got.items()}
-    return {"task": task, **got, "images": rec.n_images,
-            **({"instances": int(rec.n_target.sum())} if task != "classify" else {})}
+    return {
+        "task": task,
+        **got,
+        "images": rec.n_images,
+        **({"instances": int(rec.n_target.sum())} if task != "classify" else {}),
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -247,8 +279,13 @@ def validate_run(best: Path, data: str, run: Path, *, imgsz: int, batch: int, **
     if not best.is_file():
         raise FileNotFoundError(f"{best}: no checkpoint to validate")
     run.mkdir(parents=True, exist_ok=True)
-    key = {"best_sha256": _sha256(best), "data": str(data), "imgsz": imgsz, "batch": batch,
-           **{k: repr(v) for k, v in sorted(val_kwargs.items())}}
+    key = {
+        "best_sha256": _sha256(best),
+        "data": str(data),
+        "imgsz": imgsz,
+        "batch": batch,
+        **{k: repr(v) for k, v in sorted(val_kwargs.items())},
+    }
     summary_file = run / SUMMARY
     if summary_file.is_file() and (run / RECORDS).is_file():
         try:
@@ -261,10 +298,18 @@ def validate_run(best: Path, data: str, run: Path, *, imgsz: int, batch: int, **
     task = model.task
     seen = []
     model.add_callback("on_val_end", seen.append)
-    args = {"plots": False, "verbose": False, "project": str(run), "name": "val", "exist_ok": True,
-            "save_json": task == "detect", **val_kwargs}
-    metrics = model.val(validator=_recording(model._smart_load("validator")), data=data, imgsz=imgsz, batch=batch,
-                        **args)
+    args = {
+        "plots": False,
+        "verbose": False,
+        "project": str(run),
+        "name": "val",
+        "exist_ok": True,
+        "save_json": task == "detect",
+        **val_kwargs,
+    }
+    metrics = model.val(
+        validator=_recording(model._smart_load("validator")), data=data, imgsz=imgsz, batch=batch, **args
+    )
     rec = _records(seen[-1], task, len(model.names))
     rec.save(run / RECORDS)
     summary = _summary(task, {**metrics.results_dict, **seen[-1].yi_coco}, rec)

@@ -51,8 +51,16 @@ from .configs import _NECK
 
 __all__ = ["METHODS", "SHARES", "erf_areas", "erf_map", "explain", "for_compare", "heatmap"]
 
-METHODS = {"gradcam": "GradCAM", "hirescam": "HiResCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
-           "layercam": "LayerCAM", "eigencam": "EigenCAM", "eigengradcam": "EigenGradCAM", "scorecam": "ScoreCAM"}
+METHODS = {
+    "gradcam": "GradCAM",
+    "hirescam": "HiResCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "scorecam": "ScoreCAM",
+}
 SHARES = (0.2, 0.5, 0.9)  # the ERF mass shares whose area ratios are reported (area20, area50, area90)
 OUT = "runs/yolo-improve/explain"
 
@@ -65,8 +73,9 @@ def _load(spec, name: str | None = None) -> tuple[str, nn.Module]:
     if isinstance(spec, BaseModel):
         return name or type(spec).__name__, spec.float().eval()
     if isinstance(getattr(spec, "model", None), BaseModel):  # a YOLO object
-        return name or Path(str(getattr(spec, "ckpt_path", "") or spec.model.yaml.get("yaml_file", "model"))).stem, \
-            spec.model.float().eval()
+        return name or Path(
+            str(getattr(spec, "ckpt_path", "") or spec.model.yaml.get("yaml_file", "model"))
+        ).stem, spec.model.float().eval()
     path = Path(str(spec))
     if path.suffix == ".pt" and not path.is_file():  # before YOLO(), which would try to download an official name
         raise FileNotFoundError(f"model {path} does not exist")
@@ -126,8 +135,9 @@ def val_images(data: str | Path, n: int) -> list[Path]:
     files = []
     for s in split if isinstance(split, list) else [split]:
         s = Path(s)
-        files += [Path(x.strip()) for x in s.read_text().splitlines() if x.strip()] if s.suffix == ".txt" else \
-            _images(s)
+        files += (
+            [Path(x.strip()) for x in s.read_text().splitlines() if x.strip()] if s.suffix == ".txt" else _images(s)
+        )
     return files[:n]
 
 
@@ -154,16 +164,20 @@ def _layers(net: nn.Module, layer, name: str) -> list[int]:
         raise ValueError(f"layer={layer!r}: give YAML layer indices, e.g. layer=16,19,22") from None
     for i in picks:
         if not 0 <= i < head.i:
-            raise ValueError(f"layer {i} is not a feature layer of {name}: its layers are 0..{head.i - 1} "
-                             f"(layer {head.i} is the head, {type(head).__name__}, reading {head.f})")
+            raise ValueError(
+                f"layer {i} is not a feature layer of {name}: its layers are 0..{head.i - 1} "
+                f"(layer {head.i} is the head, {type(head).__name__}, reading {head.f})"
+            )
     return picks
 
 
 def _check_map(net: nn.Module, i: int, out, name: str) -> None:
     if not (isinstance(out, torch.Tensor) and out.ndim == 4):
         kind = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (list, tuple)) else type(out).__name__
-        raise ValueError(f"layer {i} of {name} ({type(net.model[i]).__name__}) outputs {kind}, not one feature map; "
-                         f"ask for another layer")
+        raise ValueError(
+            f"layer {i} of {name} ({type(net.model[i]).__name__}) outputs {kind}, not one feature map; "
+            f"ask for another layer"
+        )
 
 
 class _Output(nn.Module):
@@ -219,13 +233,26 @@ def _target(net: nn.Module, pred: torch.Tensor, conf: float, iou: float, classes
     if below:  # nothing reaches conf: explain the single best box
         dets, keep = non_max_suppression(pred, 0.0, max_det=1, **kw)
     d, k = dets[0], keep[0].view(-1).long()
-    return _BoxScores(k, d[:, 5].long(), e2e), {"classify": False, "boxes": d[:, :4].numpy(), "score": d[:, 4].numpy(),
-                                               "cls": d[:, 5].long().numpy(), "below_conf": below,
-                                               "angle": d[:, -1].numpy() if rotated else None}
+    return _BoxScores(k, d[:, 5].long(), e2e), {
+        "classify": False,
+        "boxes": d[:, :4].numpy(),
+        "score": d[:, 4].numpy(),
+        "cls": d[:, 5].long().numpy(),
+        "below_conf": below,
+        "angle": d[:, -1].numpy() if rotated else None,
+    }
 
 
-def heatmap(net: nn.Module, x: torch.Tensor, layer=None, method: str = "gradcam", conf: float = 0.25,
-            iou: float = 0.7, classes=None, name: str = "model") -> tuple[np.ndarray, dict]:
+def heatmap(
+    net: nn.Module,
+    x: torch.Tensor,
+    layer=None,
+    method: str = "gradcam",
+    conf: float = 0.25,
+    iou: float = 0.7,
+    classes=None,
+    name: str = "model",
+) -> tuple[np.ndarray, dict]:
     """(CAM in [0, 1] at the input's size, detections) of an Ultralytics model for one letterboxed 1x3xHxW input."""
     import pytorch_grad_cam
 
@@ -235,8 +262,10 @@ def heatmap(net: nn.Module, x: torch.Tensor, layer=None, method: str = "gradcam"
 
     head = net.model[-1]
     if not isinstance(head, (Detect, Classify)):
-        raise ValueError(f"{name}: no CAM target for its head {type(head).__name__} yet (supported: the Detect, "
-                         f"Segment, Pose, OBB and Classify heads of every family)")
+        raise ValueError(
+            f"{name}: no CAM target for its head {type(head).__name__} yet (supported: the Detect, "
+            f"Segment, Pose, OBB and Classify heads of every family)"
+        )
     layers = _layers(net, layer, name)
     wrapped = _Output(net, isinstance(net.model[-1], Classify)).eval()
     seen = {}
@@ -281,15 +310,31 @@ def _panel(ax, rgb: np.ndarray, grey: np.ndarray, dets: dict, names: dict, title
             x0, y0, x1, y1 = box
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1))
         if j < 8:  # boxes come sorted by score: label the best few, the rest would hide the map
-            ax.text(x0, y0, f"{names.get(int(c), int(c))} {s:.2f}", color="black", fontsize=6,
-                    bbox=dict(facecolor="white", alpha=0.7, pad=0.5, linewidth=0), va="bottom")
+            ax.text(
+                x0,
+                y0,
+                f"{names.get(int(c), int(c))} {s:.2f}",
+                color="black",
+                fontsize=6,
+                bbox=dict(facecolor="white", alpha=0.7, pad=0.5, linewidth=0),
+                va="bottom",
+            )
     n = len(dets["boxes"])
-    ax.set_title(f"{title}\n" + ("no box >= conf: best box shown" if dets["below_conf"] else f"{n} boxes"),
-                 fontsize=7)
+    ax.set_title(f"{title}\n" + ("no box >= conf: best box shown" if dets["below_conf"] else f"{n} boxes"), fontsize=7)
 
 
-def _cam_figures(nets: dict[str, nn.Module], files: list[Path], out: Path, imgsz: int, layer, method: str,
-                 conf: float, iou: float, classes, verbose: bool) -> list[Path]:
+def _cam_figures(
+    nets: dict[str, nn.Module],
+    files: list[Path],
+    out: Path,
+    imgsz: int,
+    layer,
+    method: str,
+    conf: float,
+    iou: float,
+    classes,
+    verbose: bool,
+) -> list[Path]:
     from matplotlib.figure import Figure
     from ultralytics.utils import TQDM
 
@@ -370,7 +415,7 @@ def erf_areas(grad: np.ndarray, shares: Iterable[float] = SHARES) -> dict[str, f
     cx = round(float((grad.sum(0) * np.arange(w)).sum() / total))
     masses, areas = [], []
     for r in range(max(h, w)):
-        sq = grad[max(cy - r, 0):cy + r + 1, max(cx - r, 0):cx + r + 1]
+        sq = grad[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1]
         masses.append(sq.sum() / total)
         areas.append(sq.size / grad.size)
         if sq.size == grad.size:
@@ -397,8 +442,10 @@ def _erf_panel(nets: dict[str, nn.Module], files: list[Path], out: Path, imgsz: 
             stride = imgsz // _feature(net, i, name)(torch.zeros(1, 3, imgsz, imgsz)).shape[-1]
         size = _even_multiple(imgsz, stride)
         if size != imgsz:
-            LOGGER.info(f"explain erf: {name} layer {i} has stride {stride}: images at {size} (an even multiple, so "
-                        f"that the centre cell sits over the image centre)")
+            LOGGER.info(
+                f"explain erf: {name} layer {i} has stride {stride}: images at {size} (an even multiple, so "
+                f"that the centre cell sits over the image centre)"
+            )
         xs = (_letterbox(f, size)[1] for f in TQDM(files, desc=f"erf {name}", disable=not verbose))
         maps[name], layers[name] = erf_map(_feature(net, i, name), xs), i
         areas[name] = erf_areas(maps[name])
@@ -407,8 +454,10 @@ def _erf_panel(nets: dict[str, nn.Module], files: list[Path], out: Path, imgsz: 
     for ax, (name, g) in zip(axes, maps.items()):
         im = ax.imshow(np.maximum(g / g.max(), 1e-3), cmap="RdYlGn", norm=LogNorm(1e-3, 1))
         a = areas[name]
-        ax.set_title(f"{name} (layer {layers[name]})\narea20/50/90: {a['area20']:.3f}/{a['area50']:.3f}/"
-                     f"{a['area90']:.3f}", fontsize=8)
+        ax.set_title(
+            f"{name} (layer {layers[name]})\narea20/50/90: {a['area20']:.3f}/{a['area50']:.3f}/{a['area90']:.3f}",
+            fontsize=8,
+        )
         ax.set_axis_off()
     fig.colorbar(im, ax=list(axes), fraction=0.03, label="G / max (log scale)")
     fig.suptitle(f"effective receptive field, {len(files)} images", fontsize=9)
@@ -426,9 +475,22 @@ def erf_table(areas: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def explain(models, source=None, *, erf: bool = False, data=None, layer=None, method: str = "gradcam",
-            out: str | Path = OUT, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7, classes=None, n: int = 50,
-            verbose: bool = True) -> dict:
+def explain(
+    models,
+    source=None,
+    *,
+    erf: bool = False,
+    data=None,
+    layer=None,
+    method: str = "gradcam",
+    out: str | Path = OUT,
+    imgsz: int = 640,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    classes=None,
+    n: int = 50,
+    verbose: bool = True,
+) -> dict:
     """Heat maps (default) or effective receptive fields (``erf=True``) of ``models`` side by side.
 
     ``models``: checkpoints, YAMLs (names Ultralytics or yolo-improve resolve), YOLO objects, as a list, a

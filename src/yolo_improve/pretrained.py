@@ -59,10 +59,12 @@ class BackboneReport:
         def some(keys):
             return f": {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" if keys else ""
 
-        return (f"backbone weights {self.source} ({self.layout} layout): {len(self.loaded)} tensors loaded, "
-                f"{len(self.missing)} missing{some(self.missing)}; {len(self.mismatched)} shape-mismatch"
-                f"{some(self.mismatched)}; {len(self.unexpected)} unexpected{some(self.unexpected)}"
-                + (f"; backbone rebuilt as {self.rebuilt}" if self.rebuilt else ""))
+        return (
+            f"backbone weights {self.source} ({self.layout} layout): {len(self.loaded)} tensors loaded, "
+            f"{len(self.missing)} missing{some(self.missing)}; {len(self.mismatched)} shape-mismatch"
+            f"{some(self.mismatched)}; {len(self.unexpected)} unexpected{some(self.unexpected)}"
+            + (f"; backbone rebuilt as {self.rebuilt}" if self.rebuilt else "")
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -93,12 +95,14 @@ def _read(pretrained) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path} is not a plain weights file (a state dict of tensors). {_NOT_WEIGHTS}")
         for prefix in ("module.", "backbone."):  # DDP / detection-framework wrappers
             if sd and all(k.startswith(prefix) for k in sd):
-                sd = {k[len(prefix):]: v for k, v in sd.items()}
+                sd = {k[len(prefix) :]: v for k, v in sd.items()}
         return sd
     if _offline():
-        raise OfflineError(f"'{pretrained}' is not a file, and a timm pretrained tag needs the network, but "
-                           "YOLO_OFFLINE is set. Pass a local weights file instead, e.g. pretrained=/path/to/"
-                           "repvit_m0_9.pth (timm's .pth/.safetensors or the official checkpoint).")
+        raise OfflineError(
+            f"'{pretrained}' is not a file, and a timm pretrained tag needs the network, but "
+            "YOLO_OFFLINE is set. Pass a local weights file instead, e.g. pretrained=/path/to/"
+            "repvit_m0_9.pth (timm's .pth/.safetensors or the official checkpoint)."
+        )
     import timm
 
     return timm.create_model(str(pretrained), pretrained=True).state_dict()
@@ -128,8 +132,9 @@ def _repvit_official(sd: dict, ours: dict) -> dict:
     shape, and a variant that differs maps nothing."""
     src = [k for k in sd if k.startswith("features.") and not k.endswith("num_batches_tracked")]
     dst = [k for k in ours if not k.endswith("num_batches_tracked")]
-    if len(src) != len(dst) or any(a.rsplit(".", 1)[-1] != b.rsplit(".", 1)[-1] or sd[a].shape != ours[b].shape
-                                   for a, b in zip(src, dst)):
+    if len(src) != len(dst) or any(
+        a.rsplit(".", 1)[-1] != b.rsplit(".", 1)[-1] or sd[a].shape != ours[b].shape for a, b in zip(src, dst)
+    ):
         return {}
     return {_timm_name(b): sd[a] for a, b in zip(src, dst)}
 
@@ -157,9 +162,14 @@ def _unireplknet_official(sd: dict, backbone: UniRepLKNet) -> tuple[dict, str]:
             for i, (k, r) in enumerate(m.branches):
                 branches[f"{path}.dil_conv_k{k}_{r}."] = f"{path}.dil_convs.{i}."
                 branches[f"{path}.dil_bn_k{k}_{r}."] = f"{path}.dil_bns.{i}."
-    rules = [(r"\.pwconv1\.1\.", ".pwconv1."), (r"\.act\.1\.(gamma|beta)$", r".grn.\1"),
-             (r"\.pwconv2\.0\.", ".pwconv2."), (r"\.pwconv2\.2\.", ".ffn_bn."),
-             (r"^(stages\.\d+\.\d+)\.gamma$", r"\1.layer_scale"), (r"^norm(\d)\.", r"out_norms.\1.")]
+    rules = [
+        (r"\.pwconv1\.1\.", ".pwconv1."),
+        (r"\.act\.1\.(gamma|beta)$", r".grn.\1"),
+        (r"\.pwconv2\.0\.", ".pwconv2."),
+        (r"\.pwconv2\.2\.", ".ffn_bn."),
+        (r"^(stages\.\d+\.\d+)\.gamma$", r"\1.layer_scale"),
+        (r"^norm(\d)\.", r"out_norms.\1."),
+    ]
     out, renamed = {}, False
     for key, v in sd.items():
         new = key
@@ -167,7 +177,7 @@ def _unireplknet_official(sd: dict, backbone: UniRepLKNet) -> tuple[dict, str]:
             new = re.sub(pattern, repl, new)
         prefix = re.match(r"^(.*\.dil_(?:conv|bn)_k\d+_\d+\.)", new)
         if prefix and prefix.group(1) in branches:
-            new = branches[prefix.group(1)] + new[len(prefix.group(1)):]
+            new = branches[prefix.group(1)] + new[len(prefix.group(1)) :]
         if ".grn." in new:
             v = v.reshape(-1)
         renamed |= new != key
@@ -201,9 +211,11 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
     if getattr(backbone, "norm", None) == "bn" and not any(k.endswith("running_mean") for k in sd):
         # a LayerNorm-form file (ImageNet): load it into the paper's form, put in place only once it has loaded
         if owner is None:
-            raise ValueError("this ConvNeXt V2 is the BatchNorm form (norm='bn') and the file holds the paper's "
-                             "LayerNorm form: build it with norm='ln', or pass the YOLO model, whose layer 0 is "
-                             "then rebuilt")
+            raise ValueError(
+                "this ConvNeXt V2 is the BatchNorm form (norm='bn') and the file holds the paper's "
+                "LayerNorm form: build it with norm='ln', or pass the YOLO model, whose layer 0 is "
+                "then rebuilt"
+            )
         from .backbones.timm import norm_form
 
         backbone, rebuilt = norm_form(backbone, "ln"), f"{backbone.model_name} with LayerNorm (norm=ln)"
@@ -234,9 +246,11 @@ def load_backbone(model, pretrained, *, strict: bool = False, verbose: bool = Tr
     used = {name[k] for k in ours}
     report.unexpected = dropped + [k for k in src if k not in used]
     if not report.loaded:
-        raise ValueError(f"{report}\nnothing fits this backbone: check the variant and width (ImageNet weights fit "
-                         "the full-width variant: a family row [-1, 1, repvit, []] or the multiplier-1.0 row "
-                         "[-1, 1, repvit_m0_9, [1.0]])")
+        raise ValueError(
+            f"{report}\nnothing fits this backbone: check the variant and width (ImageNet weights fit "
+            "the full-width variant: a family row [-1, 1, repvit, []] or the multiplier-1.0 row "
+            "[-1, 1, repvit_m0_9, [1.0]])"
+        )
     if strict and (report.missing or report.mismatched):
         raise ValueError(str(report))
     if backbone is not old:

@@ -45,8 +45,12 @@ ENTRY_POINT_GROUP = "yolo_improve.modules"
 CFG_DIR = Path(__file__).resolve().parent / "cfg" / "models"  # the model YAMLs shipped with the package
 
 # kind -> (YAML args shown in errors and listings, fewest and most args a row may give)
-_KIND_ARGS = {"conv": ("[c2, *args]", 1, 99), "block": ("[c2, *args]", 1, 99), "same": ("[*args]", 0, 99),
-              "backbone": ("[*args]", 0, 99)}
+_KIND_ARGS = {
+    "conv": ("[c2, *args]", 1, 99),
+    "block": ("[c2, *args]", 1, 99),
+    "same": ("[*args]", 0, 99),
+    "backbone": ("[*args]", 0, 99),
+}
 
 
 def resolve(path: str) -> Any:
@@ -129,12 +133,25 @@ IMAGENET = {
 def scale_variant(family: str, scale: str | None) -> str:
     """The published variant of ``family`` a family row builds at model ``scale`` (n when there is none)."""
     return SCALE_VARIANTS[family][SCALES.index(scale) if scale in tuple(SCALES) else 0]
+
+
 _state = {"entry_points": False}
 
 
-def register(cls: type | str | None = None, *, name: str | None = None, kind: str = "conv", args: str | None = None,
-             min_args: int | None = None, max_args: int | None = None, summary: str | None = None,
-             build: Callable | str | None = None, flops: Callable | str | None = None, example=(), family: str = ""):
+def register(
+    cls: type | str | None = None,
+    *,
+    name: str | None = None,
+    kind: str = "conv",
+    args: str | None = None,
+    min_args: int | None = None,
+    max_args: int | None = None,
+    summary: str | None = None,
+    build: Callable | str | None = None,
+    flops: Callable | str | None = None,
+    example=(),
+    family: str = "",
+):
     """Make a module class nameable in model YAMLs; also a decorator: ``@register(kind="same")``.
 
     ``kind`` says how a row builds it (module docstring). ``name`` defaults to the class name; ``args``,
@@ -148,28 +165,55 @@ def register(cls: type | str | None = None, *, name: str | None = None, kind: st
     if kind not in KINDS:
         raise ValueError(f"unknown module kind '{kind}'; kinds: {', '.join(KINDS)}")
     if cls is None:
-        return partial(register, name=name, kind=kind, args=args, min_args=min_args, max_args=max_args,
-                       summary=summary, build=build, flops=flops, example=example, family=family)
+        return partial(
+            register,
+            name=name,
+            kind=kind,
+            args=args,
+            min_args=min_args,
+            max_args=max_args,
+            summary=summary,
+            build=build,
+            flops=flops,
+            example=example,
+            family=family,
+        )
     shown, lo, hi = _KIND_ARGS[kind]
     if name is None:
         name = cls.rpartition(":")[2] if isinstance(cls, str) else cls.__name__
     doc = "" if isinstance(cls, str) else (cls.__doc__ or "").strip().split("\n")[0]
-    entry = Module(name, kind, cls, build, args or shown, lo if min_args is None else min_args,
-                   hi if max_args is None else max_args, doc if summary is None else summary, flops, tuple(example),
-                   family)
+    entry = Module(
+        name,
+        kind,
+        cls,
+        build,
+        args or shown,
+        lo if min_args is None else min_args,
+        hi if max_args is None else max_args,
+        doc if summary is None else summary,
+        flops,
+        tuple(example),
+        family,
+    )
     owner = stock_owner(name)
     if owner is not None:
-        raise ValueError(f"module name '{name}' is a stock module ({owner}.{name}): registering it would change "
-                         "every stock row that names it (a baseline would no longer be stock); pass name=... to "
-                         f"register {entry.path} under a name of its own")
+        raise ValueError(
+            f"module name '{name}' is a stock module ({owner}.{name}): registering it would change "
+            "every stock row that names it (a baseline would no longer be stock); pass name=... to "
+            f"register {entry.path} under a name of its own"
+        )
     old = REGISTRY.get(name)
     if old is not None and old.path != entry.path:
-        raise ValueError(f"module name '{name}' is already registered for {old.path}; pass name=... to register "
-                         f"{entry.path} under another name")
+        raise ValueError(
+            f"module name '{name}' is already registered for {old.path}; pass name=... to register "
+            f"{entry.path} under another name"
+        )
     if getattr(cls, "__module__", None) == "__main__":
-        warnings.warn(f"{name} is defined in the script being run (__main__): checkpoints will name it "
-                      f"__main__.{name}, which no other process can import. Put it in a module file of its own.",
-                      stacklevel=2)
+        warnings.warn(
+            f"{name} is defined in the script being run (__main__): checkpoints will name it "
+            f"__main__.{name}, which no other process can import. Put it in a module file of its own.",
+            stacklevel=2,
+        )
     REGISTRY[name] = entry
     return cls
 
@@ -202,11 +246,27 @@ def _expand(family: str) -> None:
     table, build, cls, summary, options = _FAMILIES.pop(family)  # build: an import path, resolved when first built
     per_scale = ", ".join(f"{s} {v}" for s, v in zip(SCALES, SCALE_VARIANTS[family]))
     more = "".join(f", {o}" for o in options)
-    register(cls, name=family, kind="backbone", args=f"[{more[2:]}] (variant per scale)", max_args=len(options),
-             summary=f"{summary}; per scale: {per_scale}", build=partial(_per_scale, build, family), family=family)
+    register(
+        cls,
+        name=family,
+        kind="backbone",
+        args=f"[{more[2:]}] (variant per scale)",
+        max_args=len(options),
+        summary=f"{summary}; per scale: {per_scale}",
+        build=partial(_per_scale, build, family),
+        family=family,
+    )
     for v in resolve(table):
-        register(cls, name=f"{family}_{v}", kind="backbone", args=f"[multiplier=the scale's width{more}]",
-                 max_args=1 + len(options), summary=summary, build=partial(_variant, build, v), family=family)
+        register(
+            cls,
+            name=f"{family}_{v}",
+            kind="backbone",
+            args=f"[multiplier=the scale's width{more}]",
+            max_args=1 + len(options),
+            summary=summary,
+            build=partial(_variant, build, v),
+            family=family,
+        )
 
 
 # An explicit multiplier above this is a typo ([100] for [1.00]), refused before anything is built: the largest
@@ -214,14 +274,25 @@ def _expand(family: str) -> None:
 MAX_MULTIPLIER = 4.0
 
 
-def _variant(family: Callable, variant: str, c1: int, multiplier: float | None = None, *options, width: float = 1.0,
-             max_channels: float = math.inf, scale: str | None = None):
+def _variant(
+    family: Callable,
+    variant: str,
+    c1: int,
+    multiplier: float | None = None,
+    *options,
+    width: float = 1.0,
+    max_channels: float = math.inf,
+    scale: str | None = None,
+):
     """Build one variant of a backbone family; an explicit YAML multiplier wins over the scale's width (null: the
     scale's), and the stage widths obey the scale's ``max_channels`` as stock rows do (``backbones.scale_widths``)."""
-    if multiplier is not None and (isinstance(multiplier, bool) or not isinstance(multiplier, (int, float))
-                                   or not 0 < multiplier <= MAX_MULTIPLIER):
-        raise ValueError(f"channel multiplier must be a number in (0, {MAX_MULTIPLIER:g}] (1.0 = the paper's widths), "
-                         f"got {multiplier!r}")
+    if multiplier is not None and (
+        isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not 0 < multiplier <= MAX_MULTIPLIER
+    ):
+        raise ValueError(
+            f"channel multiplier must be a number in (0, {MAX_MULTIPLIER:g}] (1.0 = the paper's widths), "
+            f"got {multiplier!r}"
+        )
     family = resolve(family) if isinstance(family, str) else family
     return family(variant, c1, width if multiplier is None else float(multiplier), max_channels, *options)
 
@@ -253,8 +324,10 @@ def load_entry_points() -> None:
         try:
             ep.load()
         except Exception as e:  # a broken plug-in must not break Ultralytics for everything else
-            warnings.warn(f"yolo-improve: plug-in entry point '{ep.name} = {ep.value}' failed to load: "
-                          f"{type(e).__name__}: {e}", stacklevel=2)
+            warnings.warn(
+                f"yolo-improve: plug-in entry point '{ep.name} = {ep.value}' failed to load: {type(e).__name__}: {e}",
+                stacklevel=2,
+            )
 
 
 def _by_path(path: str) -> Module | None:
@@ -304,22 +377,54 @@ def registered_paths() -> set[str]:
 
 
 # ------------------------------------------------------------------------------------------------- built-ins
-register("yolo_improve.layers.orepa:OREPA", kind="conv", args="[c2, k=3, s=1, p=None, g=1, d=1, act=True]",
-         max_args=7, summary="OREPA (Hu et al., CVPR 2022): online re-parameterized conv, deploys to one conv",
-         flops="yolo_improve.layers.orepa:thop_count")
-register("yolo_improve.layers.akconv:AKConv", kind="conv", args="[c2, num_param=5, s=1]", max_args=3,
-         summary="AKConv (Zhang et al., 2023): conv with an arbitrary number of learned sampling points",
-         flops="yolo_improve.layers.akconv:thop_count")
-register_family("repvit", "yolo_improve.backbones:REPVIT", "yolo_improve.backbones.timm:repvit",
-                "yolo_improve.backbones.timm:TimmBackbone", "RepViT (Wang et al., CVPR 2024), timm implementation")
-register_family("convnextv2", "yolo_improve.backbones:CONVNEXTV2", "yolo_improve.backbones.timm:convnextv2",
-                "yolo_improve.backbones.timm:TimmBackbone", "ConvNeXt V2 (Woo et al., CVPR 2023), timm implementation",
-                options=("norm=bn|ln",))
-register_family("unireplknet", "yolo_improve.backbones.unireplknet:VARIANTS",
-                "yolo_improve.backbones.unireplknet:unireplknet", "yolo_improve.backbones.unireplknet:UniRepLKNet",
-                "UniRepLKNet (Ding et al., CVPR 2024), Dilated Reparam Blocks")
-register("yolo_improve.backbones.timm:TimmBackbone", kind="backbone", args="[timm_model_name]", min_args=1,
-         max_args=1, summary="any timm model with stride 4/8/16/32 features", build=_timm, example=("resnet18",))
+register(
+    "yolo_improve.layers.orepa:OREPA",
+    kind="conv",
+    args="[c2, k=3, s=1, p=None, g=1, d=1, act=True]",
+    max_args=7,
+    summary="OREPA (Hu et al., CVPR 2022): online re-parameterized conv, deploys to one conv",
+    flops="yolo_improve.layers.orepa:thop_count",
+)
+register(
+    "yolo_improve.layers.akconv:AKConv",
+    kind="conv",
+    args="[c2, num_param=5, s=1]",
+    max_args=3,
+    summary="AKConv (Zhang et al., 2023): conv with an arbitrary number of learned sampling points",
+    flops="yolo_improve.layers.akconv:thop_count",
+)
+register_family(
+    "repvit",
+    "yolo_improve.backbones:REPVIT",
+    "yolo_improve.backbones.timm:repvit",
+    "yolo_improve.backbones.timm:TimmBackbone",
+    "RepViT (Wang et al., CVPR 2024), timm implementation",
+)
+register_family(
+    "convnextv2",
+    "yolo_improve.backbones:CONVNEXTV2",
+    "yolo_improve.backbones.timm:convnextv2",
+    "yolo_improve.backbones.timm:TimmBackbone",
+    "ConvNeXt V2 (Woo et al., CVPR 2023), timm implementation",
+    options=("norm=bn|ln",),
+)
+register_family(
+    "unireplknet",
+    "yolo_improve.backbones.unireplknet:VARIANTS",
+    "yolo_improve.backbones.unireplknet:unireplknet",
+    "yolo_improve.backbones.unireplknet:UniRepLKNet",
+    "UniRepLKNet (Ding et al., CVPR 2024), Dilated Reparam Blocks",
+)
+register(
+    "yolo_improve.backbones.timm:TimmBackbone",
+    kind="backbone",
+    args="[timm_model_name]",
+    min_args=1,
+    max_args=1,
+    summary="any timm model with stride 4/8/16/32 features",
+    build=_timm,
+    example=("resnet18",),
+)
 
 
 def backbone_variant(model) -> str | None:

@@ -82,8 +82,8 @@ def save_deploy(weights, out=None):
     """Write the deploy form of an Ultralytics checkpoint (``best.pt`` -> ``best-deploy.pt``) and return its path.
 
     The deploy checkpoint loads, validates, predicts and exports like any other, and as its training checkpoint
-    does: a YOLO26 file keeps both heads, so ``nms=False`` is NMS-free (output ``(1, max_det, 6)``) for both. It is marked in its model YAML so
-    that training from it fails with a clear message: its folded layers no longer match the training-form layers
+    does: a YOLO26 file keeps both heads, so ``nms=False`` is NMS-free (output ``(1, max_det, 6)``) for both. It is
+    marked in its model YAML so that training from it fails with a clear message: its folded layers no longer match the training-form layers
     the trainer rebuilds, and they would silently be left at initialisation. When every module folds into stock
     layers (OREPA does, a swapped OREPA model does) the file holds stock Ultralytics classes only and loads where
     yolo-improve is not installed; otherwise loading it there fails naming ``yolo_improve`` (install yolo-improve).
@@ -114,6 +114,12 @@ def save_deploy(weights, out=None):
     ours = to_stock(model.model)
     model.model.yaml = {**model.model.yaml, "deploy": True}
     model.save(out)
-    LOGGER.info(f"deploy checkpoint {out}: " + (f"needs yolo-improve for {', '.join(ours)}" if ours else
-                                                 "stock Ultralytics classes only (loads without yolo-improve)"))
+    LOGGER.info(
+        f"deploy checkpoint {out}: "
+        + (
+            f"needs yolo-improve for {', '.join(ours)}"
+            if ours
+            else "stock Ultralytics classes only (loads without yolo-improve)"
+        )
+    )
     return out

@@ -26,8 +26,27 @@ RECORD = "yolo_improve_run.json"
 RECORD_VERSION = 1
 # Ultralytics arguments that do not change the trained weights (where results go, logging, hardware, caching);
 # every other argument must match a run's record
-NOT_TRAINING = frozenset({"model", "data", "project", "name", "exist_ok", "save_dir", "resume", "device", "workers",
-                          "verbose", "plots", "save", "save_period", "save_json", "cache", "mode", "augmentations"})
+NOT_TRAINING = frozenset(
+    {
+        "model",
+        "data",
+        "project",
+        "name",
+        "exist_ok",
+        "save_dir",
+        "resume",
+        "device",
+        "workers",
+        "verbose",
+        "plots",
+        "save",
+        "save_period",
+        "save_json",
+        "cache",
+        "mode",
+        "augmentations",
+    }
+)
 
 
 class CompareError(RuntimeError):
@@ -181,10 +200,13 @@ def data_digest(data_yaml: str | Path) -> dict:
         from ultralytics.data.utils import img2label_paths
 
         labels = [Path(p) for p in img2label_paths([str(f) for f in images])]
-        out["splits"][split] = {"path": str(spec), "images": len(images),
-                                "images_digest": _files_digest(images, root, content=False),
-                                "labels": sum(f.is_file() for f in labels),
-                                "labels_digest": _files_digest(labels, root, content=True)}
+        out["splits"][split] = {
+            "path": str(spec),
+            "images": len(images),
+            "images_digest": _files_digest(images, root, content=False),
+            "labels": sum(f.is_file() for f in labels),
+            "labels_digest": _files_digest(labels, root, content=True),
+        }
     return out
 
 
@@ -195,8 +217,12 @@ def data_changes(old: dict, new: dict) -> list[str]:
         a, b = old.get("names", []), new.get("names", [])
         extra = [n for n in b if n not in a]
         gone = [n for n in a if n not in b]
-        detail = (f"{len(a)} -> {len(b)} classes" + (f", added {extra}" if extra else "") +
-                  (f", removed {gone}" if gone else "") + ("" if extra or gone else ", renamed or reordered"))
+        detail = (
+            f"{len(a)} -> {len(b)} classes"
+            + (f", added {extra}" if extra else "")
+            + (f", removed {gone}" if gone else "")
+            + ("" if extra or gone else ", renamed or reordered")
+        )
         said.append(f"class names ({detail})")
     osp, nsp = old.get("splits", {}), new.get("splits", {})
     for split in sorted(set(osp) | set(nsp)):
@@ -207,8 +233,11 @@ def data_changes(old: dict, new: dict) -> list[str]:
         if a["path"] != b["path"]:
             said.append(f"{split} path ({a['path']!r} -> {b['path']!r})")
         if a["images"] != b["images"] or a["images_digest"] != b["images_digest"]:
-            said.append(f"{split} images ({a['images']} -> {b['images']} files" +
-                        (", same count, other files or sizes" if a["images"] == b["images"] else "") + ")")
+            said.append(
+                f"{split} images ({a['images']} -> {b['images']} files"
+                + (", same count, other files or sizes" if a["images"] == b["images"] else "")
+                + ")"
+            )
         if a["labels_digest"] != b["labels_digest"] and a["images_digest"] == b["images_digest"]:
             said.append(f"{split} labels (contents edited)")
     return said
@@ -227,12 +256,15 @@ def read_record(run: Path) -> dict:
     try:
         return json.loads((run / RECORD).read_text())
     except FileNotFoundError:
-        raise CompareError(f"run folder {run} holds a run without yolo-improve's record of how it was trained (made "
-                           f"by an older yolo-improve, or by hand), so it cannot be verified; use another out= "
-                           f"folder, or delete {run} to retrain it") from None
+        raise CompareError(
+            f"run folder {run} holds a run without yolo-improve's record of how it was trained (made "
+            f"by an older yolo-improve, or by hand), so it cannot be verified; use another out= "
+            f"folder, or delete {run} to retrain it"
+        ) from None
     except (OSError, ValueError) as e:
-        raise CompareError(f"run folder {run}: its record {RECORD} is unreadable ({e}); delete {run} to retrain "
-                           "it") from None
+        raise CompareError(
+            f"run folder {run}: its record {RECORD} is unreadable ({e}); delete {run} to retrain it"
+        ) from None
 
 
 def check_run(run: Path, config: dict, data: dict, start: dict) -> dict:
@@ -248,8 +280,10 @@ def check_run(run: Path, config: dict, data: dict, start: dict) -> dict:
     if other:
         diff.append(f"started from {was.get('start', 'scratch')} ({', '.join(other)})")
     if diff:
-        raise CompareError(f"run folder {run} was trained with other settings ({'; '.join(sorted(diff))}). Use "
-                           f"another out= folder or delete {run} to retrain it.")
+        raise CompareError(
+            f"run folder {run} was trained with other settings ({'; '.join(sorted(diff))}). Use "
+            f"another out= folder or delete {run} to retrain it."
+        )
     return rec
 
 
@@ -258,6 +292,8 @@ def check_layout(out: Path, name: str) -> None:
     has no record, so it cannot be verified; naming what to do rather than mixing it into a seeded table."""
     folder = out / name
     if (folder / "results.csv").is_file() or (folder / "weights").is_dir():
-        raise CompareError(f"{folder} holds a run in the layout of an older yolo-improve (one run per variant, no "
-                           f"record of its settings or data); runs now live in {folder}/seed<k>/. Use another out= "
-                           f"folder, or delete {folder} to retrain it.")
+        raise CompareError(
+            f"{folder} holds a run in the layout of an older yolo-improve (one run per variant, no "
+            f"record of its settings or data); runs now live in {folder}/seed<k>/. Use another out= "
+            f"folder, or delete {folder} to retrain it."
+        )

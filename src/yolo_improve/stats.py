@@ -67,8 +67,9 @@ def _sizes(rec: Records) -> bool:
     return rec.task == "detect" and rec.pred_area is not None
 
 
-def _ap_batches(tp: np.ndarray, conf: np.ndarray, label: np.ndarray, target_label: np.ndarray, n_labels: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _ap_batches(
+    tp: np.ndarray, conf: np.ndarray, label: np.ndarray, target_label: np.ndarray, n_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Ultralytics' ``ap_per_class`` over ``n_labels`` independent labels, in calls of at most ``_CHUNK``
     predictions (labels never split); returns the ``[n_labels, 10]`` APs and whether each label has a target."""
     from ultralytics.utils.metrics import ap_per_class
@@ -94,8 +95,9 @@ def _ap_batches(tp: np.ndarray, conf: np.ndarray, label: np.ndarray, target_labe
     return ap, has
 
 
-def replicate_metrics(rec: Records, idx: np.ndarray | None = None, *, batch: int | None = None,
-                      sizes: bool = True) -> dict:
+def replicate_metrics(
+    rec: Records, idx: np.ndarray | None = None, *, batch: int | None = None, sizes: bool = True
+) -> dict:
     """The task's metrics of one run on each resample of its validation images: ``idx`` is ``[R, N]`` image
     indexes (None: the validation set itself, R = 1); returns metric key -> ``[R]`` values. Size APs with no label
     in their range are NaN (COCO's -1); other mAPs of a resample without labels are 0, as in Ultralytics.
@@ -114,7 +116,7 @@ def replicate_metrics(rec: Records, idx: np.ndarray | None = None, *, batch: int
     nc = rec.nc
     ranges = {"": None, **({f"ap_{x}": r for x, r in AREAS.items()} if sizes else {})}
     for b0 in range(0, n_rep, batch):
-        flat = idx[b0:b0 + batch].ravel()
+        flat = idx[b0 : b0 + batch].ravel()
         rep = np.arange(len(flat)) // n
         pi, ti = gather(p_start[flat], rec.n_pred[flat]), gather(t_start[flat], rec.n_target[flat])
         pr, tr = np.repeat(rep, rec.n_pred[flat]), np.repeat(rep, rec.n_target[flat])
@@ -136,10 +138,10 @@ def replicate_metrics(rec: Records, idx: np.ndarray | None = None, *, batch: int
                     m50_95 = (ap.mean(2) * has).sum(1) / n_cls
                     m50 = (ap[:, :, 0] * has).sum(1) / n_cls
                 if size:
-                    out[size][b0:b0 + n_b] = m50_95  # NaN where the range has no label
+                    out[size][b0 : b0 + n_b] = m50_95  # NaN where the range has no label
                 else:
-                    out[f"{prefix}map50_95"][b0:b0 + n_b] = np.where(n_cls > 0, m50_95, 0.0)
-                    out[f"{prefix}map50"][b0:b0 + n_b] = np.where(n_cls > 0, m50, 0.0)
+                    out[f"{prefix}map50_95"][b0 : b0 + n_b] = np.where(n_cls > 0, m50_95, 0.0)
+                    out[f"{prefix}map50"][b0 : b0 + n_b] = np.where(n_cls > 0, m50, 0.0)
     return out
 
 
@@ -167,29 +169,47 @@ def _coco_sizes(run: Path) -> dict | None:
     return {f"ap_{x}": s[f"ap_{x}"] for x in AREAS} if s.get("size_ap_source") == "faster-coco-eval" else None
 
 
-def compare_runs(runs: dict[str, list[Path]], baseline: str, *, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95, workers: int | None = None, sizes: bool = True) -> dict[str, dict[str, dict]]:
+def compare_runs(
+    runs: dict[str, list[Path]],
+    baseline: str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    workers: int | None = None,
+    sizes: bool = True,
+) -> dict[str, dict[str, dict]]:
     """Mean, spread and the paired two-level bootstrap interval of each model's difference to ``baseline``.
 
     ``runs``: model -> its seed run folders, each validated by ``evaluate.validate_run`` on the same images.
     Returns model -> metric key (``metric_keys(task)``) -> ``{"mean", "std" (over seeds, None with one),
     "seeds", "delta", "lo", "hi", "halfwidth", "verdict", "images_only"}``; the baseline's delta is 0 with no
     interval or verdict. Same runs and ``seed``: same intervals. ``workers`` processes share the runs (default:
-    one per CPU, at most one per run, when the job would take more than about 20 s on one core; 1: this process). ``sizes=False`` leaves out detection's size APs,
-    which take three quarters of the time (measured: 80 classes, 500 images, 1000 replicates: 34 ms per replicate
+    one per CPU, at most one per run, when the job would take more than about 20 s on one core; 1: this process).
+    ``sizes=False`` leaves out detection's size APs, which take three quarters of the time (measured: 80 classes, 500 images, 1000 replicates: 34 ms per replicate
     and run without them, 96 ms with them, on one core)."""
     paths = {m: [Path(r) for r in rs] for m, rs in runs.items()}
     recs = {m: [load_records(r) for r in rs] for m, rs in paths.items()}
     coco = None
     if sizes and all(_sizes(r) for rs in recs.values() for r in rs):  # faster-coco-eval's size APs, where present
         coco = {m: [_coco_sizes(r) for r in rs] for m, rs in paths.items()}
-    return compare_records(recs, baseline, n_boot=n_boot, seed=seed, level=level, workers=workers, coco=coco,
-                           paths=paths, sizes=sizes)
+    return compare_records(
+        recs, baseline, n_boot=n_boot, seed=seed, level=level, workers=workers, coco=coco, paths=paths, sizes=sizes
+    )
 
 
-def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: int = 1000, seed: int = 0,
-                    level: float = 0.95, workers: int | None = None, coco: dict | None = None,
-                    paths: dict | None = None, sizes: bool = True) -> dict[str, dict[str, dict]]:
+def compare_records(
+    recs: dict[str, list[Records]],
+    baseline: str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    workers: int | None = None,
+    coco: dict | None = None,
+    paths: dict | None = None,
+    sizes: bool = True,
+) -> dict[str, dict[str, dict]]:
     """``compare_runs`` on records in memory (``coco``: model -> per run, None or point values that replace the
     records' for their keys; ``paths``: the runs' folders, for messages and for worker processes)."""
     if baseline not in recs:
@@ -204,8 +224,10 @@ def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: in
     for (m, i), label in name.items():
         r = recs[m][i]
         if r.task != first.task or not np.array_equal(r.images, first.images):
-            raise RecordsError(f"{label} was validated on other images or another task than "
-                               f"{name[baseline, 0]}: a paired comparison needs every run on the same validation set")
+            raise RecordsError(
+                f"{label} was validated on other images or another task than "
+                f"{name[baseline, 0]}: a paired comparison needs every run on the same validation set"
+            )
     task, n = first.task, first.n_images
     if n == 0:
         raise RecordsError(f"{name[baseline, 0]}: the validation set has no images")
@@ -236,8 +258,9 @@ def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: in
         own = values(m, k, full)
         if not coco:
             return own
-        return np.array([v if c is None or k not in c else np.nan if c[k] is None else c[k]
-                         for v, c in zip(own, coco[m])], float)
+        return np.array(
+            [v if c is None or k not in c else np.nan if c[k] is None else c[k] for v, c in zip(own, coco[m])], float
+        )
 
     def seed_means(m: str, k: str) -> np.ndarray:  # [n_boot]: the model's seed-resampled mean on each replicate
         per_run = np.stack([boot[m, i][k] for i in range(len(recs[m]))])  # [S, n_boot]
@@ -249,9 +272,17 @@ def compare_records(recs: dict[str, list[Records]], baseline: str, *, n_boot: in
         out[m] = {}
         for k in keys:
             p = point(m, k)
-            row = {"mean": _f(p.mean()), "std": _f(p.std(ddof=1)) if len(rs) > 1 else None, "seeds": len(rs),
-                   "delta": 0.0, "lo": None, "hi": None, "halfwidth": None, "verdict": None,
-                   "images_only": len(rs) == 1 or len(recs[baseline]) == 1}
+            row = {
+                "mean": _f(p.mean()),
+                "std": _f(p.std(ddof=1)) if len(rs) > 1 else None,
+                "seeds": len(rs),
+                "delta": 0.0,
+                "lo": None,
+                "hi": None,
+                "halfwidth": None,
+                "verdict": None,
+                "images_only": len(rs) == 1 or len(recs[baseline]) == 1,
+            }
             if m != baseline:
                 delta = p.mean() - point(baseline, k).mean()
                 shift = delta - (values(m, k, full).mean() - values(baseline, k, full).mean())  # 0 unless COCO's

@@ -58,8 +58,10 @@ class SwapReport:
     model: object = None  # the swapped model (the YOLO object when a path or a YOLO was given)
 
     def __str__(self) -> str:
-        lines = [f"swap {self.conv} where={self.where}: {len(self.swapped)} convs swapped, {len(self.left)} left, "
-                 f"{self.unselected} not selected (the head is never swapped)"]
+        lines = [
+            f"swap {self.conv} where={self.where}: {len(self.swapped)} convs swapped, {len(self.left)} left, "
+            f"{self.unselected} not selected (the head is never swapped)"
+        ]
         lines += [f"  swapped {e.path:<14} {e.shape}" for e in self.swapped]
         lines += [f"  left    {e.path:<14} {e.shape}  {e.note}" for e in self.left]
         return "\n".join(lines)
@@ -96,10 +98,11 @@ def _refusal(cls: type, m: nn.Module) -> str:
     return ""
 
 
-def _candidates(layers: nn.Sequential, where) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, nn.Module, str]],
-                                                         int]:
+def _candidates(
+    layers: nn.Sequential, where
+) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, nn.Module, str]], int]:
     """(selected convs, convs left by the selection rule with a reason, count of convs not selected)."""
-    from ultralytics.nn.modules.block import C2f, C3, Attention
+    from ultralytics.nn.modules.block import C3, Attention, C2f
 
     convs = _conv_types()
     picked, left, other = [], [], 0
@@ -114,8 +117,13 @@ def _candidates(layers: nn.Sequential, where) -> tuple[list[tuple[str, nn.Module
     elif where not in WHERE:
         raise ValueError(f"where must be one of {', '.join(WHERE)} or a list of layer indexes, got {where!r}")
     for i, layer in enumerate(layers[:-1]):
-        in_attention = {f"{n}.{c}" if n else c for n, a in layer.named_modules() if isinstance(a, Attention)
-                        for c, _ in a.named_modules() if c}
+        in_attention = {
+            f"{n}.{c}" if n else c
+            for n, a in layer.named_modules()
+            if isinstance(a, Attention)
+            for c, _ in a.named_modules()
+            if c
+        }
         for name, m in layer.named_modules():
             if type(m) not in convs:
                 continue
@@ -226,8 +234,9 @@ def _target(model):
     inner = model
     while not isinstance(getattr(inner, "model", None), nn.Sequential):
         if not isinstance(getattr(inner, "model", None), nn.Module):
-            raise TypeError(f"swap needs a YOLO object, an Ultralytics model or a checkpoint path, "
-                            f"got {type(inner).__name__}")
+            raise TypeError(
+                f"swap needs a YOLO object, an Ultralytics model or a checkpoint path, got {type(inner).__name__}"
+            )
         inner = inner.model
     return model, inner
 
@@ -304,6 +313,14 @@ def save_swapped(model, path) -> Path:
     import torch
 
     inner = _target(model)[1]
-    torch.save({"model": copy.deepcopy(inner).half(), "ema": None, "train_args": dict(getattr(inner, "args", {}) or {}),
-                "epoch": -1, "optimizer": None}, path)
+    torch.save(
+        {
+            "model": copy.deepcopy(inner).half(),
+            "ema": None,
+            "train_args": dict(getattr(inner, "args", {}) or {}),
+            "epoch": -1,
+            "optimizer": None,
+        },
+        path,
+    )
     return path

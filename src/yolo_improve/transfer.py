@@ -31,8 +31,17 @@ from torch import nn
 from .owner import is_warm, keep_weights  # noqa: F401  (the integration's Model.train asks transfer.is_warm)
 from .owner import ultralytics_model as _model
 
-__all__ = ["LayerReport", "TransferReport", "transfer", "align", "copy_norm_settings", "needs_alignment",
-           "unfreeze_after", "warm_start", "start"]
+__all__ = [
+    "LayerReport",
+    "TransferReport",
+    "transfer",
+    "align",
+    "copy_norm_settings",
+    "needs_alignment",
+    "unfreeze_after",
+    "warm_start",
+    "start",
+]
 
 
 @dataclass
@@ -64,10 +73,12 @@ class TransferReport:
         return sum(r.total for r in self.layers)
 
     def __str__(self) -> str:
-        lines = [f"transfer {self.source} -> {self.target}: {self.loaded}/{self.total} tensors "
-                 f"({self.count('transferred', 'shape-mismatch')} transferred, {self.count('converted')} converted), "
-                 f"{self.total - self.loaded} left at initialisation",
-                 f"{'layer':>5} {'module':<20}{'source':>7}  {'status':<16}{'tensors':>9}  note"]
+        lines = [
+            f"transfer {self.source} -> {self.target}: {self.loaded}/{self.total} tensors "
+            f"({self.count('transferred', 'shape-mismatch')} transferred, {self.count('converted')} converted), "
+            f"{self.total - self.loaded} left at initialisation",
+            f"{'layer':>5} {'module':<20}{'source':>7}  {'status':<16}{'tensors':>9}  note",
+        ]
         for r in self.layers:
             src = "-" if r.source is None else str(r.source)
             lines.append(f"{r.index:>5} {r.module:<20}{src:>7}  {r.status:<16}{f'{r.loaded}/{r.total}':>9}  {r.note}")
@@ -113,9 +124,12 @@ def align(target: nn.Module, source: nn.Module) -> dict[int, int]:
             return a == b
         return pairs.get(a) == b if a in pairs else b not in partners
 
-    return {ti: si for ti, si in sorted(pairs.items())
-            if len(_inputs(t[ti], ti)) == len(_inputs(s[si], si))
-            and all(same_wiring(a, b) for a, b in zip(_inputs(t[ti], ti), _inputs(s[si], si)))}
+    return {
+        ti: si
+        for ti, si in sorted(pairs.items())
+        if len(_inputs(t[ti], ti)) == len(_inputs(s[si], si))
+        and all(same_wiring(a, b) for a, b in zip(_inputs(t[ti], ti), _inputs(s[si], si)))
+    }
 
 
 def needs_alignment(target: nn.Module, source: nn.Module) -> bool:
@@ -137,8 +151,9 @@ def _tree(m: nn.Module) -> list[type]:
 def _convert(t: nn.Module, s: nn.Module) -> nn.Module:
     """The source conv block converted to the target's class (function-preserving), or a TypeError/ValueError."""
     if isinstance(t, nn.Sequential) and isinstance(s, nn.Sequential) and len(t) == len(s):  # repeats > 1
-        return nn.Sequential(*(x if type(x) is type(y) and _tree(x) == _tree(y) else _convert(x, y)
-                               for x, y in zip(t, s)))
+        return nn.Sequential(
+            *(x if type(x) is type(y) and _tree(x) == _tree(y) else _convert(x, y) for x, y in zip(t, s))
+        )
     if not _convertible(t, s):
         raise TypeError(f"another {type(s).__name__} structure, and {type(t).__name__} has no from_conv for it")
     return type(t).from_conv(s)
@@ -277,8 +292,9 @@ def start(yolo, weights=None, backbone=None, *, verbose: bool = True) -> str:
     return " + ".join(done) or "scratch"
 
 
-def warm_start(model: str, weights: str | None = None, backbone: str | None = None, save: str | None = None,
-               verbose: bool = True) -> Path:
+def warm_start(
+    model: str, weights: str | None = None, backbone: str | None = None, save: str | None = None, verbose: bool = True
+) -> Path:
     """Build ``model``, put backbone weights and a YOLO checkpoint into it (``start``), log the reports and save it as
     a checkpoint to train from (``yolo train model=SAVE data=...``); returns the path.
     ``yolo-improve transfer model=CFG weights=W.pt [backbone=FILE|TAG] [save=OUT.pt]`` runs this."""

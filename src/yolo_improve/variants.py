@@ -90,8 +90,10 @@ def identify(checkpoint) -> Identity:
     if not isinstance(d, dict) or not d.get("head"):
         raise VariantError(f"model={name}: no model YAML in the checkpoint, so its family and task are unknown")
     if d.get("deploy") or _fused(model):
-        raise VariantError(f"model={name} is a deploy file (re-parameterized or fused): its multi-branch modules are "
-                           "folded and cannot be trained or swapped; pass the training checkpoint (best.pt/last.pt)")
+        raise VariantError(
+            f"model={name} is a deploy file (re-parameterized or fused): its multi-branch modules are "
+            "folded and cannot be trained or swapped; pass the training checkpoint (best.pt/last.pt)"
+        )
     task = guess_model_task(d)  # the head row (a saved model's args may say "detect")
     if task not in configs.TASKS:
         raise VariantError(f"model={name}: a {task} model; compare takes {', '.join(configs.TASKS)}")
@@ -100,8 +102,11 @@ def identify(checkpoint) -> Identity:
     family, how = (hit.group(1), f"yaml_file {file}") if hit else (None, "")
     if family is None:
         family = _by_structure(d, task)
-        how = f"rows of the stock yolo{family}{configs.TASKS[task]}.yaml" if family else \
-            f"yaml_file {file or '(none)'} and rows match no family"
+        how = (
+            f"rows of the stock yolo{family}{configs.TASKS[task]}.yaml"
+            if family
+            else f"yaml_file {file or '(none)'} and rows match no family"
+        )
         if family is None and d.get("end2end"):
             family, how = "26", "end2end head (YOLO26)"
     scale = d.get("scale") or guess_model_scale(file) or next(iter(d.get("scales") or {}), "")
@@ -109,10 +114,13 @@ def identify(checkpoint) -> Identity:
         raise VariantError(f"model={name}: no model scale in its YAML (no 'scale' key, yaml_file {file or 'none'})")
     head = model.model[-1]
     kpt = d.get("kpt_shape") or getattr(head, "kpt_shape", None)
-    found = (f"{'YOLO' + family if family else 'unknown family'} scale {scale} {task} ({how}; "
-             f"scale from {'the scale key' if d.get('scale') else 'the name'})")
-    return Identity(family, task, scale, d.get("nc"), list(kpt) if task == "pose" and kpt else None,
-                    len(model.model), found)
+    found = (
+        f"{'YOLO' + family if family else 'unknown family'} scale {scale} {task} ({how}; "
+        f"scale from {'the scale key' if d.get('scale') else 'the name'})"
+    )
+    return Identity(
+        family, task, scale, d.get("nc"), list(kpt) if task == "pose" and kpt else None, len(model.model), found
+    )
 
 
 def _fused(model) -> bool:
@@ -173,8 +181,9 @@ class Variant:
         out = USER_CONFIG_DIR / "yolo-improve" / __version__ / "variants" / self.source
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(f"# composed by yolo-improve (variants.resolve): {self.name}\n"
-                       + yaml.safe_dump(self.cfg, sort_keys=False))
+        tmp.write_text(
+            f"# composed by yolo-improve (variants.resolve): {self.name}\n" + yaml.safe_dump(self.cfg, sort_keys=False)
+        )
         tmp.replace(out)
         return str(out)
 
@@ -207,11 +216,17 @@ class Variant:
             if self.kind == "swap":
                 from .swap import swap
 
-                r = swap(yolo, self.conv, list(self.where) if isinstance(self.where, tuple) else self.where,
-                         verbose=False)
+                r = swap(
+                    yolo, self.conv, list(self.where) if isinstance(self.where, tuple) else self.where, verbose=False
+                )
                 began += f", swap {r.conv}@{r.where} {len(r.swapped)} convs"
-                extras["swap"] = {"conv": r.conv, "where": r.where, "unselected": r.unselected,
-                                  "swapped": [vars(e) for e in r.swapped], "left": [vars(e) for e in r.left]}
+                extras["swap"] = {
+                    "conv": r.conv,
+                    "where": r.where,
+                    "unselected": r.unselected,
+                    "swapped": [vars(e) for e in r.swapped],
+                    "left": [vars(e) for e in r.left],
+                }
         if names is not None:
             yolo.model.names = dict(names) if isinstance(names, dict) else dict(enumerate(names))
         return yolo, began, extras
@@ -268,7 +283,7 @@ def short_names(family: str = "11", task: str = "detect", scale: str = "n") -> d
     suffix = configs.TASKS[task]
     out = {"baseline": f"yolo{family}{scale}{suffix}.yaml"}
     shipped = {p.name for p in registry.CFG_DIR.rglob("*.yaml")}
-    extra = sorted(n[len(f"yolo{family}-"):-5] for n in shipped if n.startswith(f"yolo{family}-") and not suffix)
+    extra = sorted(n[len(f"yolo{family}-") : -5] for n in shipped if n.startswith(f"yolo{family}-") and not suffix)
     for system in sorted({*configs.SYSTEMS, *extra}):
         out[system] = f"yolo{family}{scale}{suffix}-{system}.yaml"
     return out
@@ -305,8 +320,10 @@ def _place(name: str, spec: str, layers: int):
     except ValueError:
         idx = None
     if not idx or any(not 0 <= i < layers - 1 for i in idx):
-        raise VariantError(f"variant '{name}': @{spec} is no place in this model: @down, @blocks, @all or layer "
-                           f"indexes 0..{layers - 2} before the head (e.g. @1,3,5)")
+        raise VariantError(
+            f"variant '{name}': @{spec} is no place in this model: @down, @blocks, @all or layer "
+            f"indexes 0..{layers - 2} before the head (e.g. @1,3,5)"
+        )
     return idx
 
 
@@ -316,8 +333,9 @@ def _backbone_cfg(entry: registry.Module, family: str, task: str, scale: str) ->
     families are built at full width (``[1.0]``), the width ImageNet weights have."""
     named = bool(entry.family) and entry.name != entry.family
     if entry.min_args > 0 and not named:
-        raise VariantError(f"variant '{entry.name}': its row needs args {entry.args}; write a YAML with that row and "
-                           "pass its path")
+        raise VariantError(
+            f"variant '{entry.name}': its row needs args {entry.args}; write a YAML with that row and pass its path"
+        )
     d = configs.compose(f"yolo{family}{scale}{configs.TASKS[task]}-repvit.yaml")
     d["backbone"][0] = [-1, 1, entry.name, [1.0] if named else []]
     safe = re.sub(r"[^A-Za-z0-9_]", "_", entry.name)
@@ -335,7 +353,7 @@ def backbone_file(model, backbone) -> Path | None:
     files = [folder] if folder.is_file() else sorted(folder.iterdir()) if folder.is_dir() else None
     if files is None:
         raise FileNotFoundError(f"backbone={backbone}: no such file or folder")
-    hits = [f for f in files if f.name.startswith(variant) and f.name[len(variant):][:1] in ("", ".", "_", "-")]
+    hits = [f for f in files if f.name.startswith(variant) and f.name[len(variant) :][:1] in ("", ".", "_", "-")]
     if len(hits) > 1:
         raise VariantError(f"backbone={backbone}: {len(hits)} files fit {variant} ({', '.join(f.name for f in hits)})")
     if not hits:
@@ -343,15 +361,25 @@ def backbone_file(model, backbone) -> Path | None:
     return hits[0] if hits else None
 
 
-def resolve(variants=None, *, model: str | Path | None = None, family: str | None = None, task: str | None = None,
-            scale: str | None = None, backbone=None, pretrained=None) -> dict[str, Variant]:
+def resolve(
+    variants=None,
+    *,
+    model: str | Path | None = None,
+    family: str | None = None,
+    task: str | None = None,
+    scale: str | None = None,
+    backbone=None,
+    pretrained=None,
+) -> dict[str, Variant]:
     """``{name: Variant}`` in the order given (module docstring). ``variants``: a list or a comma-separated string;
     default: ``baseline`` and every short name. With ``model=`` the checkpoint fixes family, task and scale (a
     contradicting ``family=``/``task=``/``scale=`` is refused), ``baseline`` is always the first row, and
     ``pretrained=`` is refused (every row already starts from the checkpoint)."""
     if model is not None and pretrained:
-        raise VariantError(f"model={model} and pretrained={pretrained}: with model= every row starts from that "
-                           "checkpoint; drop pretrained= (or drop model= to transfer pretrained= into configs)")
+        raise VariantError(
+            f"model={model} and pretrained={pretrained}: with model= every row starts from that "
+            "checkpoint; drop pretrained= (or drop model= to transfer pretrained= into configs)"
+        )
     pretrained = str(Path(pretrained).resolve()) if pretrained and not isinstance(pretrained, bool) else None
     if pretrained and not Path(pretrained).is_file():
         raise FileNotFoundError(f"pretrained={pretrained}: no such checkpoint file")
@@ -359,8 +387,9 @@ def resolve(variants=None, *, model: str | Path | None = None, family: str | Non
     family = None if family is None else str(family)  # family=26 from Python, "26" from the CLI
     if model is None:
         return _without_checkpoint(names, family or "11", task or "detect", scale or "n", backbone, pretrained)
-    return _from_checkpoint(names, Path(model).resolve() if Path(model).is_file() else Path(model), family, task,
-                            scale, backbone)
+    return _from_checkpoint(
+        names, Path(model).resolve() if Path(model).is_file() else Path(model), family, task, scale, backbone
+    )
 
 
 def _without_checkpoint(names, family, task, scale, backbone, pretrained) -> dict[str, Variant]:
@@ -381,13 +410,22 @@ def _without_checkpoint(names, family, task, scale, backbone, pretrained) -> dic
         elif Path(n).suffix in (".yaml", ".yml", ".pt"):
             src, cfg = n, None
         else:
-            raise VariantError(f"unknown model '{n}': give a .yaml or .pt, or one of {', '.join(short)}, or a "
-                               "registered backbone (e.g. repvit_m1_1)")
+            raise VariantError(
+                f"unknown model '{n}': give a .yaml or .pt, or one of {', '.join(short)}, or a "
+                "registered backbone (e.g. repvit_m1_1)"
+            )
         if src.endswith(".pt"):
             v = Variant(label(src), "checkpoint", src, _pt_task(src, guess_model_task))
         else:
-            v = Variant(label(src), "config", src, _yaml_task(cfg or src, guess_model_task), weights=pretrained,
-                        backbone=_file(cfg or src, backbone), cfg=cfg)
+            v = Variant(
+                label(src),
+                "config",
+                src,
+                _yaml_task(cfg or src, guess_model_task),
+                weights=pretrained,
+                backbone=_file(cfg or src, backbone),
+                cfg=cfg,
+            )
         out[v.name] = v
     return out
 
@@ -421,11 +459,16 @@ def _from_checkpoint(names, model: Path, family, task, scale, backbone) -> dict[
 
     ident = identify(model)
     LOG.info(f"model={model.name}: {ident.found}")
-    for key, given, found in (("family", family, ident.family), ("task", task, ident.task),
-                              ("scale", scale, ident.scale)):
+    for key, given, found in (
+        ("family", family, ident.family),
+        ("task", task, ident.task),
+        ("scale", scale, ident.scale),
+    ):
         if given is not None and str(given) != str(found):
-            raise VariantError(f"{key}={given} but model={model.name} is {key} {found} ({ident.found}); the "
-                               f"checkpoint decides: drop {key}=")
+            raise VariantError(
+                f"{key}={given} but model={model.name} is {key} {found} ({ident.found}); the "
+                f"checkpoint decides: drop {key}="
+            )
     convs = _swappable()
     if not names:
         names = [f"{c}@{p}" for c in ("orepa", "akconv") for p in DEFAULT_PLACES]
@@ -439,33 +482,49 @@ def _from_checkpoint(names, model: Path, family, task, scale, backbone) -> dict[
             v = Variant("baseline", "checkpoint", str(model), **base)
         elif conv.lower() in convs:
             where = _place(n, place, ident.layers) if at else "down"
-            v = Variant(f"{conv.lower()}@{place if at else 'down'}", "swap", str(model), conv=convs[conv.lower()],
-                        where=where, **base)
+            v = Variant(
+                f"{conv.lower()}@{place if at else 'down'}",
+                "swap",
+                str(model),
+                conv=convs[conv.lower()],
+                where=where,
+                **base,
+            )
         elif at:
-            raise VariantError(f"variant '{n}': only a conv swaps in at a place "
-                               f"({', '.join(f'{c}@...' for c in convs)}); {conv} is no registered conv with from_conv")
+            raise VariantError(
+                f"variant '{n}': only a conv swaps in at a place "
+                f"({', '.join(f'{c}@...' for c in convs)}); {conv} is no registered conv with from_conv"
+            )
         elif Path(n).suffix == ".pt":
             other = identify(n)
             if other.task != ident.task:
-                raise VariantError(f"variant '{n}' is a {other.task} checkpoint and model={model.name} a {ident.task} "
-                                   "one: every row of a comparison has one task")
+                raise VariantError(
+                    f"variant '{n}' is a {other.task} checkpoint and model={model.name} a {ident.task} "
+                    "one: every row of a comparison has one task"
+                )
             v = Variant(label(n), "checkpoint", n, other.task, nc=other.nc, kpt_shape=other.kpt_shape)
         elif Path(n).suffix in (".yaml", ".yml"):
             t = _yaml_task(n, guess_model_task)
             if t != ident.task:
-                raise VariantError(f"variant '{n}' is a {t} model and model={model.name} a {ident.task} one: "
-                                   "transfer moves weights between models of one task")
+                raise VariantError(
+                    f"variant '{n}' is a {t} model and model={model.name} a {ident.task} one: "
+                    "transfer moves weights between models of one task"
+                )
             v = Variant(label(n), "config", n, weights=str(model), backbone=_file(n, backbone), **base)
         else:
             entry = registry.get(n) if n not in BACKBONES else None
             if n not in BACKBONES and (entry is None or entry.kind != "backbone"):
-                raise VariantError(f"unknown variant '{n}': one of baseline, {', '.join(BACKBONES)}, "
-                                   f"{', '.join(f'{c}@down|blocks|all|i,j' for c in convs)}, a registered backbone "
-                                   "(e.g. repvit_m1_1), or a .yaml/.pt path")
+                raise VariantError(
+                    f"unknown variant '{n}': one of baseline, {', '.join(BACKBONES)}, "
+                    f"{', '.join(f'{c}@down|blocks|all|i,j' for c in convs)}, a registered backbone "
+                    "(e.g. repvit_m1_1), or a .yaml/.pt path"
+                )
             if ident.family is None:
-                raise VariantError(f"variant '{n}': model={model.name} is of no family with composed configs "
-                                   f"({ident.found}); composed configs exist for YOLO26, YOLO11 and YOLOv8. Swap "
-                                   "variants (orepa@down ...) and YAML paths still work")
+                raise VariantError(
+                    f"variant '{n}': model={model.name} is of no family with composed configs "
+                    f"({ident.found}); composed configs exist for YOLO26, YOLO11 and YOLOv8. Swap "
+                    "variants (orepa@down ...) and YAML paths still work"
+                )
             if entry is None:
                 src, cfg = ident.config(n), None
             else:

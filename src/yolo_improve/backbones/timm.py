@@ -18,6 +18,7 @@ from . import CONVNEXTV2, REPVIT, scale_widths  # noqa: F401  (the variant table
 
 STRIDES = (4, 8, 16, 32)
 
+
 class GlobalResponseNorm32(GlobalResponseNorm):
     """timm's GRN (ConvNeXt V2) with its global L2 norm taken in float32.
 
@@ -49,9 +50,11 @@ class TimmBackbone(nn.Module):
         self.body = timm.create_model(model_name, features_only=True, pretrained=False, in_chans=c1, **kwargs)
         cfg = getattr(self.body, "pretrained_cfg", None) or {}
         if cfg.get("fixed_input_size"):
-            raise ValueError(f"timm model '{model_name}' needs a fixed image size {tuple(cfg['input_size'][1:])}; YOLO "
-                             "trains and predicts at any multiple of 32 (imgsz, rectangular batches), so use a model "
-                             "without a fixed input size (e.g. a convnet)")
+            raise ValueError(
+                f"timm model '{model_name}' needs a fixed image size {tuple(cfg['input_size'][1:])}; YOLO "
+                "trains and predicts at any multiple of 32 (imgsz, rectangular batches), so use a model "
+                "without a fixed input size (e.g. a convnet)"
+            )
         for m in self.body.modules():
             if type(m) is GlobalResponseNorm:
                 m.__class__ = GlobalResponseNorm32  # same parameters, fp16-safe forward
@@ -94,8 +97,9 @@ def _fold_convnext_bn(body: nn.Module) -> None:
     def after(parent, conv_name, bn_name):
         conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
         if isinstance(bn, nn.BatchNorm2d):
-            conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
-                                                          bn.eps, bn.weight, bn.bias)
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
             setattr(parent, bn_name, nn.Identity())
 
     def before(seq):
@@ -132,16 +136,20 @@ def repvit(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = 
 CONVNEXT_NORMS = {"ln": {}, "bn": {"norm_layer": "batchnorm2d", "conv_mlp": True}}
 
 
-def convnextv2(variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf,
-               norm: str = "bn") -> TimmBackbone:
+def convnextv2(
+    variant: str, c1: int = 3, width: float = 1.0, max_channels: float = math.inf, norm: str = "bn"
+) -> TimmBackbone:
     """ConvNeXt V2 variant ``convnextv2_<variant>`` with its stage widths scaled by ``width`` (``scale_widths``), in
     the ``norm`` form (``CONVNEXT_NORMS``)."""
     if norm not in CONVNEXT_NORMS:
-        raise ValueError(f"ConvNeXt V2 norm must be one of {list(CONVNEXT_NORMS)} (bn: from scratch, ln: the paper's, "
-                         f"for ImageNet weights), got {norm!r}")
+        raise ValueError(
+            f"ConvNeXt V2 norm must be one of {list(CONVNEXT_NORMS)} (bn: from scratch, ln: the paper's, "
+            f"for ImageNet weights), got {norm!r}"
+        )
     dims, depths = CONVNEXTV2[variant]
-    backbone = TimmBackbone(f"convnextv2_{variant}", c1, dims=scale_widths(dims, width, max_channels), depths=depths,
-                            **CONVNEXT_NORMS[norm])
+    backbone = TimmBackbone(
+        f"convnextv2_{variant}", c1, dims=scale_widths(dims, width, max_channels), depths=depths, **CONVNEXT_NORMS[norm]
+    )
     backbone.norm = norm
     return backbone
 
@@ -174,10 +182,15 @@ def follow_norm_form(model: nn.Module, source: nn.Module) -> None:
     """Before ``model`` (built from YAML) takes ``source``'s weights: where both have the same ConvNeXt V2 variant as
     layer 0 in different norm forms, ``model`` takes the source's form, which the weights need. A ConvNeXt V2 saved
     before YOLO rows built the BatchNorm form has no ``norm`` attribute and is the LayerNorm form."""
-    ours, theirs = (m.model[0] if isinstance(getattr(m, "model", None), nn.Sequential) else None
-                    for m in (model, source))
-    if not (isinstance(ours, TimmBackbone) and isinstance(theirs, TimmBackbone) and hasattr(ours, "norm")
-            and theirs.model_name == ours.model_name):
+    ours, theirs = (
+        m.model[0] if isinstance(getattr(m, "model", None), nn.Sequential) else None for m in (model, source)
+    )
+    if not (
+        isinstance(ours, TimmBackbone)
+        and isinstance(theirs, TimmBackbone)
+        and hasattr(ours, "norm")
+        and theirs.model_name == ours.model_name
+    ):
         return
     norm = getattr(theirs, "norm", "ln")
     if norm != ours.norm:

@@ -205,8 +205,16 @@ class UniRepLKNet(nn.Module):
     to the paper's ImageNet recipe; ``unireplknet()``, the builder of YOLO rows, starts differently (``SCRATCH_INIT``).
     """
 
-    def __init__(self, depths, dims, kernel_sizes, in_chans: int = 3, drop_path_rate: float = 0.0,
-                 layer_scale_init_value: float = 1e-6, paper_init: bool = True):
+    def __init__(
+        self,
+        depths,
+        dims,
+        kernel_sizes,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+        layer_scale_init_value: float = 1e-6,
+        paper_init: bool = True,
+    ):
         super().__init__()
         depths, dims = tuple(depths), tuple(dims)
         if not len(depths) == len(dims) == len(kernel_sizes) == 4:
@@ -214,19 +222,31 @@ class UniRepLKNet(nn.Module):
         if any(len(ks) != d for ks, d in zip(kernel_sizes, depths)):
             raise ValueError(f"kernel_sizes {kernel_sizes} do not match depths {depths}")
         self.channels = list(dims)
-        self.downsample_layers = nn.ModuleList([nn.Sequential(
-            nn.Conv2d(in_chans, dims[0] // 2, 3, stride=2, padding=1), LayerNorm2d(dims[0] // 2), nn.GELU(),
-            nn.Conv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1), LayerNorm2d(dims[0]))])
+        self.downsample_layers = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(in_chans, dims[0] // 2, 3, stride=2, padding=1),
+                    LayerNorm2d(dims[0] // 2),
+                    nn.GELU(),
+                    nn.Conv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1),
+                    LayerNorm2d(dims[0]),
+                )
+            ]
+        )
         for c_in, c_out in zip(dims[:-1], dims[1:]):
-            self.downsample_layers.append(nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1),
-                                                        LayerNorm2d(c_out)))
+            self.downsample_layers.append(
+                nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), LayerNorm2d(c_out))
+            )
         n = sum(depths)  # stochastic-depth rate grows linearly with depth (plain floats: meta-device safe)
         rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
         self.stages = nn.ModuleList()
         for i, (dim, ks) in enumerate(zip(dims, kernel_sizes)):
             start = sum(depths[:i])
-            self.stages.append(nn.Sequential(*(UniRepLKNetBlock(dim, k, rates[start + j], layer_scale_init_value)
-                                               for j, k in enumerate(ks))))
+            self.stages.append(
+                nn.Sequential(
+                    *(UniRepLKNetBlock(dim, k, rates[start + j], layer_scale_init_value) for j, k in enumerate(ks))
+                )
+            )
         self.out_norms = nn.ModuleList(LayerNorm2d(d) for d in dims)
         if paper_init:
             self.apply(self._init_weights)
@@ -262,10 +282,14 @@ VARIANTS: dict[str, dict] = {
     "a": dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), kernel_sizes=_SMALL),
     "f": dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384), kernel_sizes=_SMALL),
     "p": dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512), kernel_sizes=_SMALL),
-    "n": dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640),
-              kernel_sizes=_kernels((3, 3), (13, 13), (13,) * 8, (13, 13))),
-    "t": dict(depths=(3, 3, 18, 3), dims=(80, 160, 320, 640),
-              kernel_sizes=_kernels((3,) * 3, (13,) * 3, (13, 3) * 9, (13,) * 3)),
+    "n": dict(
+        depths=(2, 2, 8, 2), dims=(80, 160, 320, 640), kernel_sizes=_kernels((3, 3), (13, 13), (13,) * 8, (13, 13))
+    ),
+    "t": dict(
+        depths=(3, 3, 18, 3),
+        dims=(80, 160, 320, 640),
+        kernel_sizes=_kernels((3,) * 3, (13,) * 3, (13, 3) * 9, (13,) * 3),
+    ),
     "s": dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), kernel_sizes=_DEEP),
     "b": dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024), kernel_sizes=_DEEP),
     "l": dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536), kernel_sizes=_DEEP),

@@ -135,8 +135,10 @@ def backend(path: Path, fmt: str, threads: int, device: str = "cpu"):
         b.session = onnx_session(path, threads)
     elif fmt == "openvino" and hasattr(b, "compile_model"):
         # f32: on CPUs with bf16/AMX units OpenVINO computes in bf16 by default (~1 px box error at 64 px here)
-        b.ov_compiled_model = b.compile_model(_ov_read(path), config={
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
+        b.ov_compiled_model = b.compile_model(
+            _ov_read(path),
+            config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads},
+        )
     elif fmt == "ncnn" and hasattr(b, "net"):  # NCNN fixes its kernels' threads when the weights load: reload
         param = next(Path(path).glob("*.param"))
         b.net = b.pyncnn.Net()
@@ -171,13 +173,22 @@ def parity(ref: torch.Tensor, got: torch.Tensor) -> dict[str, float]:
 
 def describe_parity() -> str:
     """How the export parity was measured, for the report's meta."""
-    return (f"max |difference| of decoded boxes (px) and class scores vs the PyTorch deploy form, on the bundled "
-            f"sample's first images letterboxed to imgsz; ok within {TOL}; Ultralytics export + AutoBackend, fp32 "
-            f"(OpenVINO with INFERENCE_PRECISION_HINT=f32)")
+    return (
+        f"max |difference| of decoded boxes (px) and class scores vs the PyTorch deploy form, on the bundled "
+        f"sample's first images letterboxed to imgsz; ok within {TOL}; Ultralytics export + AutoBackend, fp32 "
+        f"(OpenVINO with INFERENCE_PRECISION_HINT=f32)"
+    )
 
 
-def matrix(name: str, deploy: nn.Module, formats: list[str], images: torch.Tensor, folder: Path, threads: int,
-           device: str = "cpu") -> tuple[dict, dict]:
+def matrix(
+    name: str,
+    deploy: nn.Module,
+    formats: list[str],
+    images: torch.Tensor,
+    folder: Path,
+    threads: int,
+    device: str = "cpu",
+) -> tuple[dict, dict]:
     """Every format for one model's deploy form: the row entries ``fmt_{f}_{status,reason,box_diff,score_diff,mb}``
     and the calls to time (``{f"fmt_{f}": fn}``, batch 1 on the first image). One format failing is recorded with its
     reason and does not stop the others: status ``ok``, ``mismatch`` (ran, parity over ``TOL``), ``failed``
@@ -197,14 +208,15 @@ def matrix(name: str, deploy: nn.Module, formats: list[str], images: torch.Tenso
             row[f"{key}_mb"] = size_mb(path)
             ab = backend(path, f, threads, device if f == "engine" else "cpu")
             with torch.no_grad():
-                got = torch.cat([decoded(ab(images[i:i + 1].to(ab.device))) for i in range(len(images))])
+                got = torch.cat([decoded(ab(images[i : i + 1].to(ab.device))) for i in range(len(images))])
             d = parity(ref, got)
         except Exception as e:  # one format failing must not sink the matrix; the reason goes in the table
             row.update({f"{key}_status": "failed", f"{key}_reason": f"{type(e).__name__}: {_first_line(e)}"})
             continue
         ok = d["box"] <= TOL["box"] and d["score"] <= TOL["score"]
-        row.update({f"{key}_status": "ok" if ok else "mismatch", f"{key}_box_diff": d["box"],
-                    f"{key}_score_diff": d["score"]})
+        row.update(
+            {f"{key}_status": "ok" if ok else "mismatch", f"{key}_box_diff": d["box"], f"{key}_score_diff": d["score"]}
+        )
         if not ok:
             row[f"{key}_reason"] = f"outputs differ from PyTorch beyond {TOL}"
         timed[key] = lambda ab=ab, x=images[:1].to(ab.device): ab(x)

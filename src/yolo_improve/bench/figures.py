@@ -50,8 +50,12 @@ def _style(rows: list[dict], baseline: str) -> dict[str, dict]:
         if r["model"] == baseline:
             out[r["model"]] = {"marker": "*", "color": "C3", "ms": 14, "label": f"{r['model']} (baseline{start})"}
         else:
-            out[r["model"]] = {"marker": markers[k % len(markers)], "color": colours[k % len(colours)], "ms": 8,
-                               "label": f"{r['model']}{start}"}
+            out[r["model"]] = {
+                "marker": markers[k % len(markers)],
+                "color": colours[k % len(colours)],
+                "ms": 8,
+                "label": f"{r['model']}{start}",
+            }
             k += 1
     return out
 
@@ -69,8 +73,11 @@ def _latency_vs_gflops(ax, rows: list[dict], style: dict) -> None:
             ax.plot([xt, x], [yt, y], color=st["color"], lw=0.8, alpha=0.6)
             ax.plot(xt, yt, marker=st["marker"], color=st["color"], mfc="none", ms=st["ms"] * 0.8, ls="none")
     ax.plot([], [], marker="o", color="gray", mfc="none", ls="none", label="train form (hollow)")
-    ax.set(xlabel="GFLOPs (filled: deploy form, hollow: train form)", ylabel="latency, ms (median; bar: IQR width)",
-           title="speed vs compute")
+    ax.set(
+        xlabel="GFLOPs (filled: deploy form, hollow: train form)",
+        ylabel="latency, ms (median; bar: IQR width)",
+        title="speed vs compute",
+    )
 
 
 def _accuracy_vs_latency(ax, rows: list[dict], meta: dict, style: dict) -> None:
@@ -88,18 +95,30 @@ def _accuracy_vs_latency(ax, rows: list[dict], meta: dict, style: dict) -> None:
             yerr = [[max(0.0, y - b - lo)], [max(0.0, b + hi - y)]]
             tops.append(b + hi)
         tops.append(y)
-        ax.errorbar(x, y, xerr=iqr / 2 if is_number(iqr) else None, yerr=yerr, capsize=3, ls="none",
-                    **{**style[r["model"]], "label": None})
+        ax.errorbar(
+            x,
+            y,
+            xerr=iqr / 2 if is_number(iqr) else None,
+            yerr=yerr,
+            capsize=3,
+            ls="none",
+            **{**style[r["model"]], "label": None},
+        )
     if is_number(b):
         ax.axhline(b, color="C3", lw=1, ls="--", alpha=0.7)
     top = max(0.05, max(tops, default=0) * 1.15)
     ax.set_ylim(bottom=-0.03 * top, top=top)
     only = ", ONE seed: image sampling only" if meta.get("image_only_interval") else ""
-    ax.set_xlabel(f"deploy-form latency, ms (median; horizontal bar: IQR width)\nvertical bar: "
-                  f"{meta.get('level', 0.95):.0%} interval of the difference to {base}{only},\ndrawn from {base}'s "
-                  "mean (dashed line); a bar crossing it: no difference detected", fontsize=8)
-    ax.set(ylabel=f"{metric_name(key, meta.get('task', 'detect'))} (mean of {seeds_text(meta, which=False)})",
-           title="accuracy vs speed (up-left is better)")
+    ax.set_xlabel(
+        f"deploy-form latency, ms (median; horizontal bar: IQR width)\nvertical bar: "
+        f"{meta.get('level', 0.95):.0%} interval of the difference to {base}{only},\ndrawn from {base}'s "
+        "mean (dashed line); a bar crossing it: no difference detected",
+        fontsize=8,
+    )
+    ax.set(
+        ylabel=f"{metric_name(key, meta.get('task', 'detect'))} (mean of {seeds_text(meta, which=False)})",
+        title="accuracy vs speed (up-left is better)",
+    )
 
 
 def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
@@ -119,8 +138,10 @@ def plot(rows: list[dict], meta: dict, path: Path, title: str) -> Path:
         ax.margins(0.12)
     axes[0, -1].legend(fontsize=8, loc="best")
     m = meta.get("machine", {})
-    head = f"{title}: imgsz {meta.get('imgsz')}, {meta.get('device')}, {meta.get('threads')} thread(s), " \
-           f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}"
+    head = (
+        f"{title}: imgsz {meta.get('imgsz')}, {meta.get('device')}, {meta.get('threads')} thread(s), "
+        f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}"
+    )
     fig.suptitle(head + (f"\naccuracy: {describe_data(meta)}" if with_acc else ""), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
@@ -137,8 +158,14 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
     variants = [r for r in rows if r["model"] != base]
     ncols = _ncols(len(keys))
     nrows = max(1, math.ceil(len(keys) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 1, 1.2 + (0.55 * max(1, len(variants)) + 1) * nrows),
-                             dpi=120, squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.4 * ncols + 1, 1.2 + (0.55 * max(1, len(variants)) + 1) * nrows),
+        dpi=120,
+        squeeze=False,
+        sharey=True,
+    )
     style = _style(rows, base)
     for ax, key in zip(axes.flat, keys):
         ax.axvline(0, color="C3", lw=1, ls="--", alpha=0.7)
@@ -148,11 +175,28 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
                 continue
             interval = is_number(lo) and is_number(hi)
             st = style[r["model"]]
-            ax.errorbar(d, y, xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]] if interval else None, capsize=3,
-                        ls="none", marker=st["marker"], color=st["color"], ms=6, mfc=None if interval else "none")
+            ax.errorbar(
+                d,
+                y,
+                xerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]] if interval else None,
+                capsize=3,
+                ls="none",
+                marker=st["marker"],
+                color=st["color"],
+                ms=6,
+                mfc=None if interval else "none",
+            )
             text = f"{v}{resolution(r, key)}" if interval else "no interval"
-            ax.annotate(text, (d, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
-                        color=VERDICT_COLOURS.get(v, "0.2"), bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.3})
+            ax.annotate(
+                text,
+                (d, y),
+                xytext=(0, 7),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color=VERDICT_COLOURS.get(v, "0.2"),
+                bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.3},
+            )
         ends = [r.get(f"{key}_{x}") for r in variants for x in ("lo", "hi", "delta")]
         lo, hi = min([0.0, *filter(is_number, ends)]), max([0.0, *filter(is_number, ends)])
         pad = 0.25 * (hi - lo) or 0.01
@@ -163,14 +207,24 @@ def forest(rows: list[dict], meta: dict, path: Path) -> Path:
         ax.grid(alpha=0.3, axis="x")
         ax.set(xlabel=f"Δ {metric_name(key, task)} vs {base}", title=metric_name(key, task))
         ax.title.set_fontsize(9)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     if not variants or not keys:
-        axes[0, 0].text(0.5, 0.5, "nothing to compare: no variant besides the baseline with a metric",
-                        transform=axes[0, 0].transAxes, ha="center", va="center", fontsize=9)
+        axes[0, 0].text(
+            0.5,
+            0.5,
+            "nothing to compare: no variant besides the baseline with a metric",
+            transform=axes[0, 0].transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
     note = "\nONE seed: the intervals cover validation-image sampling only" if meta.get("image_only_interval") else ""
-    fig.suptitle(f"difference to {base} ({meta.get('level', 0.95):.0%} paired bootstrap interval, "
-                 f"{meta.get('n_boot', '?')} replicates)\n{describe_data(meta)}{note}", fontsize=9)
+    fig.suptitle(
+        f"difference to {base} ({meta.get('level', 0.95):.0%} paired bootstrap interval, "
+        f"{meta.get('n_boot', '?')} replicates)\n{describe_data(meta)}{note}",
+        fontsize=9,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -223,8 +277,13 @@ def curves(runs: dict[str, list[Path]], meta: dict, path: Path) -> Path:
     data = {m: [read_results(r) for r in rs] for m, rs in runs.items()}
     header = list(dict.fromkeys(k for rs in data.values() for c in rs for k in c))
     metric_cols = [k for k in header if k.startswith("metrics/mAP50-95") or k == "metrics/accuracy_top1"]
-    loss_cols = [k for k in header if k.startswith("train/") and k.endswith("loss")
-                 and any(np.nanmax(np.abs(c.get(k, [0]))) > 0 for rs in data.values() for c in rs)]
+    loss_cols = [
+        k
+        for k in header
+        if k.startswith("train/")
+        and k.endswith("loss")
+        and any(np.nanmax(np.abs(c.get(k, [0]))) > 0 for rs in data.values() for c in rs)
+    ]
     panels = metric_cols + loss_cols
     ncols = _ncols(len(panels))
     nrows = max(1, math.ceil(len(panels) / ncols))
@@ -245,24 +304,33 @@ def curves(runs: dict[str, list[Path]], meta: dict, path: Path) -> Path:
             band = np.sum(np.isfinite(grid), 0) >= 2
             sparse |= col in metric_cols and np.isfinite(mean).sum() < len(epochs)
             st = style[m]
-            ax.plot(epochs, mean, color=st["color"], lw=1.4, marker="o" if len(epochs) <= 40 else None, ms=3,
-                    label=f"{m} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
+            ax.plot(
+                epochs,
+                mean,
+                color=st["color"],
+                lw=1.4,
+                marker="o" if len(epochs) <= 40 else None,
+                ms=3,
+                label=f"{m} ({len(rs)} seed{'s' if len(rs) > 1 else ''})",
+            )
             if band.any():
-                ax.fill_between(epochs, np.where(band, lo, np.nan), np.where(band, hi, np.nan), color=st["color"],
-                                alpha=0.18, lw=0)
+                ax.fill_between(
+                    epochs, np.where(band, lo, np.nan), np.where(band, hi, np.nan), color=st["color"], alpha=0.18, lw=0
+                )
         if col in metric_cols:
             ax.set_ylim(bottom=0, top=max(0.05, ax.get_ylim()[1]))  # an accuracy: its scale starts at 0
         ax.set(xlabel="epoch", title=_curve_label(col, task))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels) or 1), fontsize=8, frameon=False)
     note = "; validation metrics only at the epochs Ultralytics validated (val=False: the last)" if sparse else ""
-    fig.suptitle(f"learning curves: line = mean over seeds, band = min-max over seeds{note}\n{describe_data(meta)}",
-                 fontsize=9)
+    fig.suptitle(
+        f"learning curves: line = mean over seeds, band = min-max over seeds{note}\n{describe_data(meta)}", fontsize=9
+    )
     fig.tight_layout(rect=(0, (0.15 + 0.25 * math.ceil(len(labels) / 4)) / height, 1, 1))
     return _save(fig, path)
 
@@ -270,16 +338,25 @@ def curves(runs: dict[str, list[Path]], meta: dict, path: Path) -> Path:
 def _export_latency(ax, rows: list[dict], formats: list[str]) -> None:
     """Latency per runtime, one group of bars per model (PyTorch deploy form first); formats that did not run
     are left out of their group."""
-    forms = [("PyTorch", "lat_deploy_ms", "lat_deploy_iqr_ms")] + [(f, f"lat_fmt_{f}_ms", f"lat_fmt_{f}_iqr_ms")
-                                                                    for f in formats]
+    forms = [("PyTorch", "lat_deploy_ms", "lat_deploy_iqr_ms")] + [
+        (f, f"lat_fmt_{f}_ms", f"lat_fmt_{f}_iqr_ms") for f in formats
+    ]
     w = 0.8 / len(forms)
     for j, (f, key, iqr) in enumerate(forms):
         xs = [(i + j * w, r[key], r.get(iqr)) for i, r in enumerate(rows) if is_number(r.get(key))]
         if xs:
-            ax.bar([x for x, _, _ in xs], [y for _, y, _ in xs], w, label=f, color=f"C{j}",
-                   yerr=[e / 2 if is_number(e) else 0 for _, _, e in xs], capsize=2)
-    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(rows))], [r["model"] for r in rows], rotation=20, ha="right",
-                  fontsize=8)
+            ax.bar(
+                [x for x, _, _ in xs],
+                [y for _, y, _ in xs],
+                w,
+                label=f,
+                color=f"C{j}",
+                yerr=[e / 2 if is_number(e) else 0 for _, _, e in xs],
+                capsize=2,
+            )
+    ax.set_xticks(
+        [i + 0.4 - w / 2 for i in range(len(rows))], [r["model"] for r in rows], rotation=20, ha="right", fontsize=8
+    )
     ax.set(ylabel="latency, ms (batch 1, median; bar: IQR width)", title="deploy form per runtime")
     ax.legend(fontsize=8)
 
@@ -291,7 +368,10 @@ def plot_export(rows: list[dict], meta: dict, path: Path) -> Path:
     _export_latency(ax, rows, meta["formats"])
     ax.grid(alpha=0.3, axis="y")
     m = meta.get("machine", {})
-    fig.suptitle(f"yolo-improve export matrix: imgsz {meta.get('imgsz')}, {meta.get('threads')} thread(s), "
-                 f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}", fontsize=10)
+    fig.suptitle(
+        f"yolo-improve export matrix: imgsz {meta.get('imgsz')}, {meta.get('threads')} thread(s), "
+        f"{m.get('cpu', '')}, {str(meta.get('date', ''))[:10]}",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, path)

@@ -20,10 +20,19 @@ TASK_METRICS = {
     "obb": ("map50_95", "map50"),
     "classify": ("top1", "top5"),
 }
-METRIC_NAMES = {"map50_95": "box mAP50-95", "map50": "box mAP50", "ap_small": "box AP small",
-                "ap_medium": "box AP medium", "ap_large": "box AP large", "mask_map50_95": "mask mAP50-95",
-                "mask_map50": "mask mAP50", "pose_map50_95": "pose mAP50-95", "pose_map50": "pose mAP50",
-                "top1": "top-1 accuracy", "top5": "top-5 accuracy"}
+METRIC_NAMES = {
+    "map50_95": "box mAP50-95",
+    "map50": "box mAP50",
+    "ap_small": "box AP small",
+    "ap_medium": "box AP medium",
+    "ap_large": "box AP large",
+    "mask_map50_95": "mask mAP50-95",
+    "mask_map50": "mask mAP50",
+    "pose_map50_95": "pose mAP50-95",
+    "pose_map50": "pose mAP50",
+    "top1": "top-1 accuracy",
+    "top5": "top-5 accuracy",
+}
 
 
 def primary_key(task: str) -> str:
@@ -67,25 +76,32 @@ def seeds_text(meta: dict, which: bool = True) -> str:
 def describe_data(meta: dict) -> str:
     """What the accuracy was measured on and how often: held-in / held-out, validation images and objects, seeds.
     Every compare figure and table carries it, since a number without it cannot be judged."""
+
     def count(k: str) -> str:
         v = meta.get(k)
         return f"{v:.0f}" if is_number(v) else "?"
 
     objects = "" if meta.get("task") == "classify" else f", {count('val_instances')} boxes"
-    return (f"{meta.get('data_label', 'held-in or held-out: unknown')} validation, {count('val_images')} "
-            f"images{objects}; {seeds_text(meta)} per variant")
+    return (
+        f"{meta.get('data_label', 'held-in or held-out: unknown')} validation, {count('val_images')} "
+        f"images{objects}; {seeds_text(meta)} per variant"
+    )
 
 
 def describe_stats(meta: dict) -> str:
     """How the intervals and verdicts were made, and what they do not cover."""
     level = meta.get("level", 0.95)
-    text = (f"mean ±std over seeds; Δ: mean difference to {meta.get('baseline')}, {level:.0%} interval from a paired "
-            f"bootstrap ({meta.get('n_boot', '?')} replicates: validation images resampled once per replicate for "
-            "all models, seeds within each model); 'no difference detected' when the interval contains 0; "
-            "±half-width: the resolution this data allows")
+    text = (
+        f"mean ±std over seeds; Δ: mean difference to {meta.get('baseline')}, {level:.0%} interval from a paired "
+        f"bootstrap ({meta.get('n_boot', '?')} replicates: validation images resampled once per replicate for "
+        "all models, seeds within each model); 'no difference detected' when the interval contains 0; "
+        "±half-width: the resolution this data allows"
+    )
     if meta.get("image_only_interval"):
-        text += (". ONE seed: the interval covers the sampling of validation images only, not the training run's "
-                 "own randomness (seed to seed), so it is too narrow for a claim; train more seeds (seeds=3)")
+        text += (
+            ". ONE seed: the interval covers the sampling of validation images only, not the training run's "
+            "own randomness (seed to seed), so it is too narrow for a claim; train more seeds (seeds=3)"
+        )
     if meta.get("data_label") == "held-in":
         text += ". Held-in: these images were trained on, so accuracy is optimistic and says nothing about new images"
     return text

@@ -22,8 +22,7 @@ from torch import nn
 def stats(samples: list[float]) -> dict[str, float]:
     """Median and inter-quartile range (q3 - q1) of timing samples in ms: robust to the outliers that other
     processes' load produces on a shared machine, unlike the mean and standard deviation."""
-    q1, med, q3 = (statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1
-                   else (samples[0],) * 3)
+    q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (samples[0],) * 3
     return {"median": med, "iqr": q3 - q1, "min": min(samples), "n": len(samples), "samples": list(samples)}
 
 
@@ -50,8 +49,9 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
-def interleaved_latency(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
-                        warmup: int) -> dict[str, dict[str, float]]:
+def interleaved_latency(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int
+) -> dict[str, dict[str, float]]:
     """Time every function ``repeats`` times, after ``warmup`` untimed calls each, interleaving the functions in
     every round: load from other processes then hits all variants alike instead of whichever ran during a burst.
     The samples are kept in round order (``stats()['samples']``) so that ratios can be taken round by round."""
@@ -153,8 +153,15 @@ def export_onnx(model: nn.Module, x: torch.Tensor, path: Path, opset: int = 17) 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)  # the TorchScript exporter's own notice
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # the head's shape check, constant here
-        torch.onnx.export(model, x.float().cpu(), str(path), opset_version=opset, input_names=["images"],
-                          output_names=["output0"], **kwargs)
+        torch.onnx.export(
+            model,
+            x.float().cpu(),
+            str(path),
+            opset_version=opset,
+            input_names=["images"],
+            output_names=["output0"],
+            **kwargs,
+        )
     return path
 
 

@@ -121,18 +121,31 @@ def export_rows(rows: list[dict], formats: list[str]) -> list[dict]:
     for r in rows:
         for f in formats:
             k = f"fmt_{f}_"
-            got = {c[len(k):]: v for c, v in r.items() if c.startswith(k)}
-            out.append({"model": r["model"], "format": f, "status": got.get("status", "-"), **got,
-                        "lat_ms": r.get(f"lat_fmt_{f}_ms"), "lat_iqr_ms": r.get(f"lat_fmt_{f}_iqr_ms")})
+            got = {c[len(k) :]: v for c, v in r.items() if c.startswith(k)}
+            out.append(
+                {
+                    "model": r["model"],
+                    "format": f,
+                    "status": got.get("status", "-"),
+                    **got,
+                    "lat_ms": r.get(f"lat_fmt_{f}_ms"),
+                    "lat_iqr_ms": r.get(f"lat_fmt_{f}_iqr_ms"),
+                }
+            )
     return out
 
 
 def describe(meta: dict) -> str:
     """One line that says how and where the numbers were measured."""
     m = meta.get("machine", {})
-    parts = [f"measured {meta.get('date', '?')}", f"on {m.get('cpu', '?')} ({m.get('cores', '?')} cores)",
-             f"device {meta.get('device')}", f"{meta.get('threads')} thread(s)", f"imgsz {meta.get('imgsz')}",
-             f"latency: batch 1, median ±IQR of {meta.get('repeats')} runs after {meta.get('warmup')} warm-up"]
+    parts = [
+        f"measured {meta.get('date', '?')}",
+        f"on {m.get('cpu', '?')} ({m.get('cores', '?')} cores)",
+        f"device {meta.get('device')}",
+        f"{meta.get('threads')} thread(s)",
+        f"imgsz {meta.get('imgsz')}",
+        f"latency: batch 1, median ±IQR of {meta.get('repeats')} runs after {meta.get('warmup')} warm-up",
+    ]
     if meta.get("memory_batch"):
         parts.append(f"train step memory: batch {meta['memory_batch']}, {meta.get('memory_method')}")
     parts.append(f"ratios vs {meta.get('baseline')} (latency: median of per-round ratios)")
@@ -152,8 +165,16 @@ def _clean(v):
     return v
 
 
-def write_tables(rows: list[dict], meta: dict, out: Path, stem: str, columns, errors: dict | None = None,
-                 title: str = "", notes: list[str] | tuple = ()) -> dict[str, Path]:
+def write_tables(
+    rows: list[dict],
+    meta: dict,
+    out: Path,
+    stem: str,
+    columns,
+    errors: dict | None = None,
+    title: str = "",
+    notes: list[str] | tuple = (),
+) -> dict[str, Path]:
     """``{stem}.csv`` (every column), ``{stem}.json`` (meta, rows, errors) and ``{stem}.md`` (the table, then
     ``notes`` and how the numbers were measured). A compare's table (``meta`` has ``n_boot``) always says what the
     data was and what its intervals cover (``describe_data``, ``describe_stats``) before any other note."""
@@ -165,8 +186,10 @@ def write_tables(rows: list[dict], meta: dict, out: Path, stem: str, columns, er
     with paths["csv"].open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
-        w.writerows({k: ("" if not is_number(r.get(k)) and isinstance(r.get(k), float) else r.get(k)) for k in keys}
-                    for r in rows)
+        w.writerows(
+            {k: ("" if not is_number(r.get(k)) and isinstance(r.get(k), float) else r.get(k)) for k in keys}
+            for r in rows
+        )
     paths["json"].write_text(json.dumps(_clean({"meta": meta, "rows": rows, "errors": errors or {}}), indent=2))
     text = (f"{title}\n\n" if title else "") + markdown(rows, columns) + "\n\n"
     text += "".join(f"{n}\n\n" for n in notes) + f"{describe(meta)}\n"
@@ -177,9 +200,23 @@ def write_tables(rows: list[dict], meta: dict, out: Path, stem: str, columns, er
 
 
 # LaTeX's special characters, and the table's Unicode signs in math mode (pdflatex has no glyphs for them)
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
-        "×": r"$\times$", "<": r"$<$", ">": r"$>$"}
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "×": r"$\times$",
+    "<": r"$<$",
+    ">": r"$>$",
+}
 
 
 def tex_escape(text) -> str:
@@ -192,10 +229,18 @@ def latex(rows: list[dict], meta: dict, columns, caption: str = "", label: str =
     with the markdown table's cells, escaped, and a caption that says what the data was and how the intervals were
     made. Written by hand: pandas' ``to_latex`` would add a dependency for twenty lines of string joining."""
     cap = caption or f"{describe_data(meta)}. {describe_stats(meta)}."
-    lines = [r"% needs \usepackage{booktabs,graphicx}", r"\begin{table*}[t]", r"\centering",
-             rf"\caption{{{tex_escape(cap)}}}", rf"\label{{{label}}}", r"\resizebox{\textwidth}{!}{%",
-             r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}", r"\toprule",
-             " & ".join(tex_escape(h) for h, _ in columns) + r" \\", r"\midrule"]
+    lines = [
+        r"% needs \usepackage{booktabs,graphicx}",
+        r"\begin{table*}[t]",
+        r"\centering",
+        rf"\caption{{{tex_escape(cap)}}}",
+        rf"\label{{{label}}}",
+        r"\resizebox{\textwidth}{!}{%",
+        r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}",
+        r"\toprule",
+        " & ".join(tex_escape(h) for h, _ in columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(tex_escape(fmt(r)) for _, fmt in columns) + r" \\" for r in rows]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table*}"]) + "\n"
 

@@ -25,8 +25,16 @@ from ..reparam import reparameterize
 from . import export, measure
 
 # numbers that also get a ratio to the baseline (column + "_x")
-RATIO_KEYS = ("params_train", "params_deploy", "gflops_train", "gflops_deploy", "lat_train_ms", "lat_deploy_ms",
-              "lat_onnx_ms", "train_mem_mb")
+RATIO_KEYS = (
+    "params_train",
+    "params_deploy",
+    "gflops_train",
+    "gflops_deploy",
+    "lat_train_ms",
+    "lat_deploy_ms",
+    "lat_onnx_ms",
+    "train_mem_mb",
+)
 
 
 def variants(scale: str = "n", family: str = "11", task: str = "detect") -> list[str]:
@@ -122,9 +130,15 @@ def machine() -> dict:
     from ultralytics.utils.torch_utils import get_cpu_info
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None  # other processes' load adds noise to timings
-    return {"cpu": get_cpu_info(), "cores": os.cpu_count(), "load_avg_1min": load and round(load[0], 2),
-            "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "ultralytics": ultralytics.__version__}
+    return {
+        "cpu": get_cpu_info(),
+        "cores": os.cpu_count(),
+        "load_avg_1min": load and round(load[0], 2),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+    }
 
 
 def _ratios(rows: list[dict], baseline: str) -> None:
@@ -137,10 +151,26 @@ def _ratios(rows: list[dict], baseline: str) -> None:
             r[f"{k}_x"] = a / b if a is not None and b and not math.isnan(a) and not math.isnan(b) else math.nan
 
 
-def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, repeats: int = 20, warmup: int = 3,
-          threads: int = 1, device: str | None = None, onnx: bool = True, memory: bool = True,
-          baseline: str | None = None, seed: int = 0, nc: int | None = None,
-          onnx_dir: str | Path | None = None, formats=None, family: str = "11", task: str = "detect") -> BenchResult:
+def bench(
+    models=None,
+    *,
+    scale: str = "n",
+    imgsz: int = 640,
+    batch: int = 2,
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int = 1,
+    device: str | None = None,
+    onnx: bool = True,
+    memory: bool = True,
+    baseline: str | None = None,
+    seed: int = 0,
+    nc: int | None = None,
+    onnx_dir: str | Path | None = None,
+    formats=None,
+    family: str = "11",
+    task: str = "detect",
+) -> BenchResult:
     """Measure ``models`` (default: the stock model of ``family`` x ``task`` and every composed config at ``scale``,
     ``resolve_models``; any task: detect, segment, pose, obb, classify) side by side.
 
@@ -170,9 +200,19 @@ def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, re
     tmp = tempfile.TemporaryDirectory(prefix="yolo-improve-bench-") if (onnx or formats) and onnx_dir is None else None
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, imgsz, imgsz, generator=g)
-    opts = dict(imgsz=imgsz, dev=dev, threads=threads, seed=seed, nc=nc, memory_batch=batch if memory else 0,
-                work=Path(tmp.name if tmp else onnx_dir) if onnx or formats else None, onnx=onnx, g=g,
-                formats=formats, images=export.sample_images(imgsz) if formats else None)
+    opts = dict(
+        imgsz=imgsz,
+        dev=dev,
+        threads=threads,
+        seed=seed,
+        nc=nc,
+        memory_batch=batch if memory else 0,
+        work=Path(tmp.name if tmp else onnx_dir) if onnx or formats else None,
+        onnx=onnx,
+        g=g,
+        formats=formats,
+        images=export.sample_images(imgsz) if formats else None,
+    )
     rows, fns, errors, mem_method = [], {}, {}, None
     try:
         for name, spec in specs.items():
@@ -200,14 +240,28 @@ def bench(models=None, *, scale: str = "n", imgsz: int = 640, batch: int = 2, re
             s, b = lat.get((row["model"], f"fmt_{f}")), lat.get((row["model"], "deploy"))
             if s and b:
                 row[f"fmt_{f}_vs_pytorch"] = measure.paired_ratio(s["samples"], b["samples"])
-    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine(), "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
-            "threads": threads, "imgsz": imgsz, "latency_batch": 1, "memory_batch": batch if memory else None,
-            "memory_method": mem_method, "repeats": repeats, "warmup": warmup, "baseline": baseline,
-            "scale": scale, "family": family, "task": task, "nc": nc, "seed": seed,
-            "onnx_runtime": _ort_version() if onnx else None,
-            "formats": formats, "export_parity": export.describe_parity() if formats else None,
-            "wall_s": round(time.perf_counter() - t0, 1)}
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+        "threads": threads,
+        "imgsz": imgsz,
+        "latency_batch": 1,
+        "memory_batch": batch if memory else None,
+        "memory_method": mem_method,
+        "repeats": repeats,
+        "warmup": warmup,
+        "baseline": baseline,
+        "scale": scale,
+        "family": family,
+        "task": task,
+        "nc": nc,
+        "seed": seed,
+        "onnx_runtime": _ort_version() if onnx else None,
+        "formats": formats,
+        "export_parity": export.describe_parity() if formats else None,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
     return BenchResult(rows, meta, errors)
 
 
@@ -216,8 +270,14 @@ def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_bat
     net, untrained = build(spec, seed, nc)
     net.to(dev)
     xd, mem_method = x.to(dev), None
-    row = {"model": name, "source": spec, "untrained": untrained, "params_train": n_params(net),
-           "gflops_train": gflops(net, imgsz), "bn_train": measure.count_batchnorm(net)}
+    row = {
+        "model": name,
+        "source": spec,
+        "untrained": untrained,
+        "params_train": n_params(net),
+        "gflops_train": gflops(net, imgsz),
+        "bn_train": measure.count_batchnorm(net),
+    }
     if memory_batch:
         step = copy.deepcopy(net).requires_grad_(True)  # a copy: a train-mode pass updates BN statistics
         xb = torch.rand(memory_batch, 3, imgsz, imgsz, generator=g).to(dev)
@@ -227,8 +287,12 @@ def _measure(name, spec, x, errors, *, imgsz, dev, threads, seed, nc, memory_bat
     pick = _compared(net)
     with torch.no_grad():
         ref, out = pick(net(xd)), pick(deploy(xd))
-    row.update(params_deploy=n_params(deploy), gflops_deploy=gflops(deploy, imgsz),
-               bn_deploy=measure.count_batchnorm(deploy), reparam_max_diff=measure.max_abs_diff(ref, out))
+    row.update(
+        params_deploy=n_params(deploy),
+        gflops_deploy=gflops(deploy, imgsz),
+        bn_deploy=measure.count_batchnorm(deploy),
+        reparam_max_diff=measure.max_abs_diff(ref, out),
+    )
     timed = {"train": lambda m=net: m(xd), "deploy": lambda m=deploy: m(xd)}
     if formats:
         got, more = export.matrix(name, deploy, formats, images, work / "export", threads, str(dev))

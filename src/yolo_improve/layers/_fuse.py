@@ -47,8 +47,14 @@ def dilate(kernel: torch.Tensor, r: int) -> torch.Tensor:
 
 def identity_kernel(channels: int, k: int, groups: int = 1, like: torch.Tensor | None = None) -> torch.Tensor:
     """The k x k kernel (channels, channels // groups, k, k) of the identity map, for residual branches."""
-    t = torch.zeros(channels, channels // groups, k, k, dtype=like.dtype if like is not None else None,
-                    device=like.device if like is not None else None)
+    t = torch.zeros(
+        channels,
+        channels // groups,
+        k,
+        k,
+        dtype=like.dtype if like is not None else None,
+        device=like.device if like is not None else None,
+    )
     idx = torch.arange(channels)
     t[idx, idx % (channels // groups), k // 2, k // 2] = 1.0
     return t

@@ -122,8 +122,9 @@ class OREPA(nn.Module):
         self.act = self.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()
         if k >= self.large_kernel:
             self.branches = ()
-            self.blocks = nn.ModuleList(OREPA(c1 if i == 0 else c2, c2, 3, g=g, act=False, bn=False)
-                                        for i in range((k - 1) // 2))
+            self.blocks = nn.ModuleList(
+                OREPA(c1 if i == 0 else c2, c2, 3, g=g, act=False, bn=False) for i in range((k - 1) // 2)
+            )
         else:
             (self._init_1x1 if k == 1 else self._init_kxk)(c1, c2, k, g)
         self.bn = nn.BatchNorm2d(c2) if bn else None  # None: a kernel-only block of a k >= 7 OREPA
@@ -250,8 +251,18 @@ class OREPA(nn.Module):
         bn = self.bn if self.bn.weight.dtype in (torch.float32, torch.float64) else copy.deepcopy(self.bn).float()
         kernel, bias = fuse_bn(self.merged_kernel(), bn)  # folded in fp32 too, even for a .half() model
         p = self._param()
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
-                         self.dilation, self.groups, bias=True, device=p.device, dtype=p.dtype)
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            bias=True,
+            device=p.device,
+            dtype=p.dtype,
+        )
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
         for name in [*self._parameters, *self._buffers, *(("blocks",) if hasattr(self, "blocks") else ())]:
@@ -276,11 +287,21 @@ class OREPA(nn.Module):
         if len(set(c.stride)) != 1 or len(set(c.dilation)) != 1:
             raise TypeError(f"from_conv needs equal stride and dilation on both axes, got {c}")
         if c.kernel_size[0] >= cls.large_kernel:
-            raise TypeError(f"from_conv cannot hold a {c.kernel_size[0]}x{c.kernel_size[0]} kernel in composed 3x3 "
-                            "OREPA blocks (official OREPA_LargeConv); keep this layer a Conv or train it from scratch")
+            raise TypeError(
+                f"from_conv cannot hold a {c.kernel_size[0]}x{c.kernel_size[0]} kernel in composed 3x3 "
+                "OREPA blocks (official OREPA_LargeConv); keep this layer a Conv or train it from scratch"
+            )
         pad = c.padding[0] if isinstance(c.padding, tuple) and len(set(c.padding)) == 1 else c.padding
-        m = cls(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], pad, c.groups, c.dilation[0],
-                act=getattr(conv, "act", False))
+        m = cls(
+            c.in_channels,
+            c.out_channels,
+            c.kernel_size[0],
+            c.stride[0],
+            pad,
+            c.groups,
+            c.dilation[0],
+            act=getattr(conv, "act", False),
+        )
         m = m.to(device=c.weight.device, dtype=c.weight.dtype)
         with torch.no_grad():
             m.weight_origin.copy_(c.weight)
@@ -308,12 +329,21 @@ class OREPA(nn.Module):
 # official name (OREPA, OREPA_1x1, OREPA_LargeConv in JUGGHM/OREPA_CVPR2022 blocks.py) -> ours; None: a constant
 # ours rebuilds (the avg kernel, the identity of the 1x1_kxk branch)
 OFFICIAL_NAMES = {
-    "weight_orepa_origin": "weight_origin", "weight_orepa_avg_conv": "weight_avg", "weight_orepa_avg_avg": None,
-    "weight_orepa_pfir_conv": "weight_prior", "weight_orepa_prior": "prior", "weight_orepa_1x1": "weight_1x1",
-    "weight_orepa_1x1_kxk_idconv1": "weight_1x1_kxk_idconv1", "id_tensor": None,
-    "weight_orepa_1x1_kxk_conv2": "weight_1x1_kxk_conv2", "weight_orepa_gconv_dw": "weight_dw",
-    "weight_orepa_gconv_pw": "weight_pw", "weight_or1x1_origin": "weight_origin",
-    "weight_or1x1_l2i_conv1": "weight_l2i_conv1", "weight_or1x1_l2i_conv2": "weight_l2i_conv2", "vector": "scale",
+    "weight_orepa_origin": "weight_origin",
+    "weight_orepa_avg_conv": "weight_avg",
+    "weight_orepa_avg_avg": None,
+    "weight_orepa_pfir_conv": "weight_prior",
+    "weight_orepa_prior": "prior",
+    "weight_orepa_1x1": "weight_1x1",
+    "weight_orepa_1x1_kxk_idconv1": "weight_1x1_kxk_idconv1",
+    "id_tensor": None,
+    "weight_orepa_1x1_kxk_conv2": "weight_1x1_kxk_conv2",
+    "weight_orepa_gconv_dw": "weight_dw",
+    "weight_orepa_gconv_pw": "weight_pw",
+    "weight_or1x1_origin": "weight_origin",
+    "weight_or1x1_l2i_conv1": "weight_l2i_conv1",
+    "weight_or1x1_l2i_conv2": "weight_l2i_conv2",
+    "vector": "scale",
 }
 
 

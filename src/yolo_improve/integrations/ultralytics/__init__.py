@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from . import checkpoints, model_yaml, training
 from ._common import (  # noqa: F401  (public names)
     _STOCK,
     CFG_DIR,
@@ -35,7 +36,6 @@ from ._common import (  # noqa: F401  (public names)
     UnsupportedUltralytics,
     check_version,
 )
-from . import checkpoints, model_yaml, training
 
 
 @dataclass(frozen=True)
@@ -64,24 +64,51 @@ class Patch:
 T, ENGINE = "ultralytics.nn.tasks", "ultralytics.engine"
 PATCHES = (
     Patch(T, "parse_model", model_yaml.parse_model, "YAML rows that name registered modules; row-level errors"),
-    Patch(T, "DetectionModel.__init__", model_yaml.detection_model_init,
-          "check the first row, which DetectionModel reads before parse_model; a stock YAML keeps the stock default "
-          "config and error types, its failing row named"),
+    Patch(
+        T,
+        "DetectionModel.__init__",
+        model_yaml.detection_model_init,
+        "check the first row, which DetectionModel reads before parse_model; a stock YAML keeps the stock default "
+        "config and error types, its failing row named",
+    ),
     Patch(T, "check_yaml", model_yaml.check_yaml, "bare names of the package's YAMLs (yolo11n-repvit.yaml)"),
-    Patch(T, "torch_safe_load", checkpoints.torch_safe_load,
-          "errors naming a bad checkpoint file; refusing checkpoints of a newer yolo-improve; FLOP rules of loaded "
-          "modules"),
-    Patch(T, "_SafeLoad.loading", checkpoints.safe_loading, "allow-list registered classes under safe loading "
-          "(Ultralytics 8.4+)", staticmethod, optional=True),
+    Patch(
+        T,
+        "torch_safe_load",
+        checkpoints.torch_safe_load,
+        "errors naming a bad checkpoint file; refusing checkpoints of a newer yolo-improve; FLOP rules of loaded "
+        "modules",
+    ),
+    Patch(
+        T,
+        "_SafeLoad.loading",
+        checkpoints.safe_loading,
+        "allow-list registered classes under safe loading (Ultralytics 8.4+)",
+        staticmethod,
+        optional=True,
+    ),
     Patch(T, "BaseModel.fuse", model_yaml.fuse, "the deploy step: re-parameterize, then Ultralytics' Conv+BN fold"),
-    Patch(T, "BaseModel.load", training.load, "warm start: align layers by structure when rows shifted; models with "
-          "our modules keep loaded weights through train()"),
+    Patch(
+        T,
+        "BaseModel.load",
+        training.load,
+        "warm start: align layers by structure when rows shifted; models with "
+        "our modules keep loaded weights through train()",
+    ),
     Patch("ultralytics.utils.checks", "check_font", training.check_font, "no font download attempts offline"),
     Patch("ultralytics.data.utils", "check_font", training.check_font, "the same, imported by name there"),
-    Patch(f"{ENGINE}.trainer", "BaseTrainer.build_optimizer", training.build_optimizer,
-          "no weight decay for parameters of modules marked no_weight_decay (GRN)"),
-    Patch(f"{ENGINE}.model", "Model.train", training.train,
-          "keep weights loaded into YOLO(cfg).model by transfer; dataset folders as data="),
+    Patch(
+        f"{ENGINE}.trainer",
+        "BaseTrainer.build_optimizer",
+        training.build_optimizer,
+        "no weight decay for parameters of modules marked no_weight_decay (GRN)",
+    ),
+    Patch(
+        f"{ENGINE}.model",
+        "Model.train",
+        training.train,
+        "keep weights loaded into YOLO(cfg).model by transfer; dataset folders as data=",
+    ),
     Patch(f"{ENGINE}.model", "Model.val", training.val, "dataset folders as data="),
 )
 
@@ -123,4 +150,3 @@ def uninstall() -> None:
 def installed() -> dict[str, bool]:
     """Which table entries are in effect now, by target (pending ones are False until their module is imported)."""
     return {p.target: p.target in _STOCK for p in PATCHES}
-

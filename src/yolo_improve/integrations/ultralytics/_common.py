@@ -41,9 +41,15 @@ def like(original: BaseException, layer: int | None, row, problem: str) -> Model
     cls = _LIKE.get(base)
     if cls is None:
         try:
-            cls = ModelYAMLError if issubclass(ModelYAMLError, base) else type(
-                "ModelYAMLError", (ModelYAMLError, base),
-                {"__module__": __name__, "__qualname__": f"ModelYAMLError({base.__name__})", "like_type": base})
+            cls = (
+                ModelYAMLError
+                if issubclass(ModelYAMLError, base)
+                else type(
+                    "ModelYAMLError",
+                    (ModelYAMLError, base),
+                    {"__module__": __name__, "__qualname__": f"ModelYAMLError({base.__name__})", "like_type": base},
+                )
+            )
         except TypeError:  # a type that no class can share (layout conflict, a final type)
             cls = ModelYAMLError
         _LIKE[base] = cls
@@ -92,6 +98,7 @@ def check_version(version: str | None = None) -> str:
             f"Install a supported version: pip install 'ultralytics>={lo},<{hi}'"
         )
     return version
+
 
 # the stock Ultralytics functions install() replaced, by their dotted target, so that the wrappers can call them
 _STOCK: dict = {}

@@ -40,21 +40,25 @@ def torch_safe_load(weight, *args, **kwargs):
             raise CheckpointError(
                 f"{weight} needs {refused[1]}, which safe loading does not allow: only registered module classes are "
                 "allow-listed. If you trust it, import the module that registers it before loading (or install its "
-                "package with a 'yolo_improve.modules' entry point)") from e
+                "package with a 'yolo_improve.modules' entry point)"
+            ) from e
         if isinstance(e, TypeError) and str(weight) in str(e):  # Ultralytics' own message naming the file
             raise CheckpointError(_first_line(e)) from e
         if isinstance(e, TypeError):
             raise
-        raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
-                              f"({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
+            f"({type(e).__name__}: {e})"
+        ) from e
     except (EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
-                              f"({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{weight} is not a loadable checkpoint: the file is empty, truncated or corrupted "
+            f"({type(e).__name__}: {e})"
+        ) from e
     except RuntimeError as e:
         if "PytorchStreamReader" not in str(e) and "zip archive" not in str(e):
             raise
-        raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is truncated or corrupted "
-                              f"({e})") from e
+        raise CheckpointError(f"{weight} is not a loadable checkpoint: the file is truncated or corrupted ({e})") from e
     _check_made_by(ckpt, file)
     if isinstance(ckpt, dict):
         for key in ("model", "ema"):
@@ -83,8 +87,10 @@ def _check_classes_exist(path: Path) -> None:
             except ImportError:
                 found = False
             if not found:
-                raise CheckpointError(f"{path} needs {name}, which yolo-improve {package_version()} does not have: "
-                                      "it was made by a newer version; upgrade with pip install -U yolo-improve")
+                raise CheckpointError(
+                    f"{path} needs {name}, which yolo-improve {package_version()} does not have: "
+                    "it was made by a newer version; upgrade with pip install -U yolo-improve"
+                )
 
 
 def _check_made_by(ckpt, file) -> None:
@@ -99,8 +105,10 @@ def _check_made_by(ckpt, file) -> None:
     for m in model.modules():
         made = getattr(m, "yolo_improve_version", None)
         if made and version_tuple(made)[:2] > ours:
-            raise CheckpointError(f"{file} was made by yolo-improve {made}, newer than the installed "
-                                  f"{package_version()}; upgrade with pip install -U yolo-improve")
+            raise CheckpointError(
+                f"{file} was made by yolo-improve {made}, newer than the installed "
+                f"{package_version()}; upgrade with pip install -U yolo-improve"
+            )
 
 
 # ------------------------------------------------------------------------------------------------ safe loading
@@ -158,16 +166,18 @@ class _NoCall:
         self.__new__ = lambda _self, *args: cls.__new__(cls, *args)  # what NEWOBJ calls: no __init__ runs
 
     @classmethod
-    def of(cls, obj: type) -> "_NoCall":
+    def of(cls, obj: type) -> _NoCall:
         if obj not in cls._made:  # one per class, so repeated loads register nothing new
             cls._made[obj] = cls(obj)
         return cls._made[obj]
 
     def __call__(self, *args, **kwargs):
         name = f"{self.cls.__module__}.{self.cls.__qualname__}"
-        raise pickle.UnpicklingError(f"the checkpoint {_REFUSED}{name}{reprlib.repr(args)}: under safe loading a "
-                                     "checkpoint may rebuild saved objects but not run constructors with arguments "
-                                     "of its own")
+        raise pickle.UnpicklingError(
+            f"the checkpoint {_REFUSED}{name}{reprlib.repr(args)}: under safe loading a "
+            "checkpoint may rebuild saved objects but not run constructors with arguments "
+            "of its own"
+        )
 
     def __repr__(self) -> str:
         return f"<safe-load stand-in for {self.cls.__module__}.{self.cls.__qualname__}>"

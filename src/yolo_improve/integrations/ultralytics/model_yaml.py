@@ -66,7 +66,8 @@ def _check_row(layer: int, row) -> None:
     if entry is None:
         if not _is_stock_module(m):
             raise ModelYAMLError(
-                layer, row,
+                layer,
+                row,
                 f"unknown module '{m}'. Registered modules: {', '.join(registry.names())}; "
                 "or any Ultralytics module (e.g. Conv, C3k2, SPPF, Detect) or nn.<torch module>; a module of your own: "
                 "decorate it with @yolo_improve.register and name it by its import path (pkg.module.Class) or "
@@ -74,8 +75,9 @@ def _check_row(layer: int, row) -> None:
             )
         return
     if not entry.min_args <= len(args) <= entry.max_args:
-        raise ModelYAMLError(layer, row, f"{m} takes args {entry.args} ({entry.min_args}..{entry.max_args} values), "
-                                         f"got {len(args)}")
+        raise ModelYAMLError(
+            layer, row, f"{m} takes args {entry.args} ({entry.min_args}..{entry.max_args} values), got {len(args)}"
+        )
     if entry.kind in ("conv", "block"):
         c2 = args[0]
         if isinstance(c2, bool) or not isinstance(c2, int) or c2 < 1:
@@ -121,8 +123,10 @@ def names_ours(d: dict) -> bool:
     if d.get("swap") or d.get("deploy"):
         return True
     rows = [r for s in ("backbone", "head") if isinstance(d.get(s), list) for r in d[s]]
-    return any(isinstance(r, (list, tuple)) and len(r) == 4 and isinstance(r[2], str) and _entry(r[2]) is not None
-               for r in rows)
+    return any(
+        isinstance(r, (list, tuple)) and len(r) == 4 and isinstance(r[2], str) and _entry(r[2]) is not None
+        for r in rows
+    )
 
 
 _NO_CFG = object()
@@ -173,8 +177,12 @@ def parse_model(d, ch, verbose=True):
     if not names_ours(d):  # stock rows only: the stock parser, untouched (our checks only name the row it failed on)
         return _stock_parse(d, ch, verbose)
     if d.get("deploy"):
-        raise ModelYAMLError(None, "deploy: true", "this model is a re-parameterized deploy checkpoint; it validates, "
-                             "predicts and exports, but to train, start from the training checkpoint it was made from")
+        raise ModelYAMLError(
+            None,
+            "deploy: true",
+            "this model is a re-parameterized deploy checkpoint; it validates, "
+            "predicts and exports, but to train, start from the training checkpoint it was made from",
+        )
     check_sections(d)
     rows = d["backbone"] + d["head"]
     plan, layers, origin = {}, [], []  # our layers by index, the rewritten rows, the YAML row behind each layer
@@ -192,8 +200,9 @@ def parse_model(d, ch, verbose=True):
         else:
             try:
                 width, max_channels = _scale(d)
-                backbone = entry.build(ch, *row[3], width=width, max_channels=max_channels,
-                                       scale=registry.yaml_scale(d))
+                backbone = entry.build(
+                    ch, *row[3], width=width, max_channels=max_channels, scale=registry.yaml_scale(d)
+                )
                 _check_backbone(backbone, ch)
             except ModelYAMLError:
                 raise
@@ -274,9 +283,12 @@ def _dry_run(model: nn.Sequential, c1: int, origin) -> None:
                     odd = _odd_stride(sizes) if isinstance(m.f, list) else None
                     if odd is not None:  # the joined maps disagree because an earlier row has a non-power-of-2 stride
                         i, (a, b) = odd
-                        raise ModelYAMLError(i, origin[i] if i < len(origin) else None,
-                                             f"turns a {a[0]}x{a[1]} map into {b[0]}x{b[1]}, a stride that is no power "
-                                             f"of 2, so layer {m.i} ({type(m).__name__}) cannot join its inputs") from e
+                        raise ModelYAMLError(
+                            i,
+                            origin[i] if i < len(origin) else None,
+                            f"turns a {a[0]}x{a[1]} map into {b[0]}x{b[1]}, a stride that is no power "
+                            f"of 2, so layer {m.i} ({type(m).__name__}) cannot join its inputs",
+                        ) from e
                     raise ModelYAMLError(m.i, row, f"does not run on its inputs: {type(e).__name__}: {e}") from e
                 sizes[m.i] = (size_in, _map_size(x))
                 outs = x if isinstance(x, (list, tuple)) else [x]
@@ -335,8 +347,9 @@ def _build(entry: registry.Module, placeholder: nn.Module, row, yaml_activation:
     if entry.kind == "same":
         return _chain([entry.build(p.num_features, *rest) for p in chain])
     if entry.kind == "block":  # the repeats are inside: C2f(c1, c2, n)
-        return entry.build(placeholder.cv1.conv.in_channels, placeholder.cv2.conv.out_channels, len(placeholder.m),
-                           *rest)
+        return entry.build(
+            placeholder.cv1.conv.in_channels, placeholder.cv2.conv.out_channels, len(placeholder.m), *rest
+        )
     c1, c2 = chain[0].conv.in_channels, chain[0].conv.out_channels
     built = [entry.build(c1 if j == 0 else c2, c2, *rest) for j in range(len(chain))]  # the first maps c1 -> c2
     for m in built:  # a YAML `activation:` applies to conv rows as it does to Conv (unless the row's args set act)

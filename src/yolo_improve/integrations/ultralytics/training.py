@@ -37,8 +37,9 @@ def build_optimizer(self, model, *args, **kwargs):
                 moved = [p for p in g["params"] if id(p) in exempt]
                 g["params"] = [p for p in g["params"] if id(p) not in exempt]
                 target["params"].extend(moved)
-    scale = {id(p): float(m.lr_scale) for m in model.modules() if getattr(m, "lr_scale", 1) != 1
-             for p in m.parameters(False)}
+    scale = {
+        id(p): float(m.lr_scale) for m in model.modules() if getattr(m, "lr_scale", 1) != 1 for p in m.parameters(False)
+    }
     for g in list(groups) if scale else ():
         split: dict[float, list] = {}
         for p in g["params"]:
@@ -66,8 +67,7 @@ def check_font(font="Arial.ttf"):
         return file
     from matplotlib import font_manager
 
-    return next((f.fname for f in font_manager.fontManager.ttflist if font in f.fname and Path(f.fname).exists()),
-                None)
+    return next((f.fname for f in font_manager.fontManager.ttflist if font in f.fname and Path(f.fname).exists()), None)
 
 
 # ------------------------------------------------------------------------------------- warm start (transfer.py)
