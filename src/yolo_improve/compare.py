@@ -275,7 +275,8 @@ def compare(
 ) -> CompareResult:
     """Train ``models`` (default: the stock model and every system of ``family`` x ``task`` at ``scale``: YOLO11
     detect n unless told) on ``data`` with identical settings, once per seed; validate each run, measure the deploy
-    form of each variant's best.pt (``bench``) and write the table (mean, spread, delta to the first model with its 95% interval and verdict) and figures to ``out``.
+    form of each variant's best.pt (``bench``) and write the table (mean, spread, delta to the first model with its 95%
+    interval and verdict) and figures to ``out``.
 
     ``data``: ``sample`` (the bundled sample), a data.yaml, or a dataset folder (``datasets.resolve_data``). Training
     defaults are Ultralytics' (100 epochs, imgsz 640, batch 16); extra keyword arguments go to every ``YOLO.train``

@@ -83,7 +83,8 @@ def save_deploy(weights, out=None):
 
     The deploy checkpoint loads, validates, predicts and exports like any other, and as its training checkpoint
     does: a YOLO26 file keeps both heads, so ``nms=False`` is NMS-free (output ``(1, max_det, 6)``) for both. It is
-    marked in its model YAML so that training from it fails with a clear message: its folded layers no longer match the training-form layers
+    marked in its model YAML so that training from it fails with a clear message: its folded layers no longer match the
+    training-form layers
     the trainer rebuilds, and they would silently be left at initialisation. When every module folds into stock
     layers (OREPA does, a swapped OREPA model does) the file holds stock Ultralytics classes only and loads where
     yolo-improve is not installed; otherwise loading it there fails naming ``yolo_improve`` (install yolo-improve).

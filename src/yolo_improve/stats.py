@@ -186,7 +186,8 @@ def compare_runs(
     "seeds", "delta", "lo", "hi", "halfwidth", "verdict", "images_only"}``; the baseline's delta is 0 with no
     interval or verdict. Same runs and ``seed``: same intervals. ``workers`` processes share the runs (default:
     one per CPU, at most one per run, when the job would take more than about 20 s on one core; 1: this process).
-    ``sizes=False`` leaves out detection's size APs, which take three quarters of the time (measured: 80 classes, 500 images, 1000 replicates: 34 ms per replicate
+    ``sizes=False`` leaves out detection's size APs, which take three quarters of the time (measured: 80 classes, 500
+    images, 1000 replicates: 34 ms per replicate
     and run without them, 96 ms with them, on one core)."""
     paths = {m: [Path(r) for r in rs] for m, rs in runs.items()}
     recs = {m: [load_records(r) for r in rs] for m, rs in paths.items()}
