@@ -57,6 +57,25 @@ class CompareResult:
         m = self.meta
         return report.markdown(self.rows, report.compare_columns(m.get("task", "detect"), self.rows, m.get("level")))
 
+    def verdicts(self) -> str:
+        """One line per variant in words: its verdict on the task's primary metric, the difference with its interval,
+        and the resolution (half-width) the data allows; then what the data and the intervals cover."""
+        from .bench.labels import describe_data, describe_stats, metric_name, primary_key, resolution
+
+        task = self.meta.get("task", "detect")
+        key, base = primary_key(task), self.rows[0]["model"]
+        name = metric_name(key, task)
+        lines = []
+        for r in self.rows[1:]:
+            d, lo, hi = r.get(f"{key}_delta"), r.get(f"{key}_lo"), r.get(f"{key}_hi")
+            if d is None or lo is None or hi is None:
+                lines.append(f"{r['model']}: no interval for {name} (see the table)")
+                continue
+            verdict = r.get(f"{key}_verdict")
+            said = f"{verdict} than {base}" if verdict in ("better", "worse") else f"{verdict} against {base}"
+            lines.append(f"{r['model']}: {said}: {name} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]{resolution(r, key)}")
+        return "\n".join([*lines, f"{describe_data(self.meta)}.", f"{describe_stats(self.meta)}."])
+
     def describe(self) -> str:
         m = self.meta
         runs = ", ".join(f"{k} {v}" for k, v in self.runs.items())
