@@ -68,6 +68,21 @@ def test_second_call_skips_finished_runs_and_gives_the_same_table(first, sample)
     assert one.runs == {"yolo11n/seed1": "skipped"} and one.meta["image_only_interval"]
 
 
+def test_explain_writes_figures_of_every_variant_and_the_table_links_them(first, sample):
+    """Issue 22 item 3: compare explain=True on finished runs (nothing retrains) writes heat maps and the receptive
+    fields of every variant's best.pt into out/explain/, and table.md links them."""
+    import json as _json
+
+    _, out = first
+    again = compare(str(sample), ["baseline", "convnextv2"], out=out, epochs=1, seeds=2, explain=True, **FAST)
+    assert set(again.runs.values()) == {"skipped"}
+    e = again.meta["explain"]
+    assert e["figures"] and all((out / f).is_file() for f in e["figures"])
+    assert set(_json.loads((out / e["erf_json"]).read_text())) == set(MODELS)
+    md = (out / "table.md").read_text()
+    assert f"]({e['erf_png']})" in md and all(f"]({f})" in md for f in e["figures"])
+
+
 def test_other_settings_in_the_same_folder_are_refused(first, sample):
     _, out = first
     with pytest.raises(CompareError, match="imgsz=32 there, 64 now"):

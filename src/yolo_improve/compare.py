@@ -514,9 +514,9 @@ def _compare(
         from .explain import for_compare
 
         LOG.info("explain: heat maps and effective receptive fields of every variant's best.pt")
-        meta["explain"] = {
-            k: str(v) for k, v in for_compare(out, {n: Path(p) for n, p in first.items()}, data_yaml, imgsz).items()
-        }
+        got = for_compare(out, {n: Path(p) for n, p in first.items()}, data_yaml, imgsz)
+        rel = {k: os.path.relpath(got[k], out) for k in ("erf_png", "erf_json")}  # the report links them from out/
+        meta["explain"] = {"figures": [os.path.relpath(f, out) for f in got["figures"]], **rel, "areas": got["areas"]}
     title = f"yolo-improve compare: {Path(data_yaml).name}, {epochs} epoch(s), imgsz {imgsz}, {len(seeds)} seed(s)"
     paths = report.write_compare(rows, meta, out, by_model, title=title)
     return CompareResult(rows, meta, paths, runs)

@@ -250,7 +250,15 @@ def write_compare(rows: list[dict], meta: dict, out: Path, runs: dict | None = N
     accuracy interval, latency vs GFLOPs), ``forest.png`` (each variant's delta and interval) and, given the run
     folders (``runs``: model -> its seed runs), ``curves.png`` (per-epoch validation metric and losses)."""
     columns = compare_columns(meta.get("task", "detect"), rows, meta.get("level", 0.95))
-    paths = write_tables(rows, meta, out, "table", columns, title=title)
+    notes = []
+    if meta.get("explain"):  # compare explain=True: link the figures
+        e = meta["explain"]
+        figs = ", ".join(f"[{Path(f).name}]({f})" for f in e["figures"])
+        notes.append(
+            f"explain: heat maps {figs}; effective receptive fields [{Path(e['erf_png']).name}]({e['erf_png']}) "
+            f"and their area shares [{Path(e['erf_json']).name}]({e['erf_json']})"
+        )
+    paths = write_tables(rows, meta, out, "table", columns, title=title, notes=notes)
     paths["tex"] = out / "table.tex"
     paths["tex"].write_text(latex(rows, meta, columns))
     paths["png"] = plot(rows, meta, out / "plot.png", "yolo-improve compare")
