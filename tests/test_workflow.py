@@ -167,6 +167,7 @@ def test_ddp_child_builds_our_modules_from_yaml(sample, tmp_path):
 def test_cli_models_lists_registry():
     r = subprocess.run([sys.executable, "-m", "yolo_improve.cli", "models"], capture_output=True, text=True)
     assert r.returncode == 0
-    for name in registry.names():
-        assert name in r.stdout
+    for name in registry.names():  # the package's own (other test files register modules of their own in-process)
+        if registry.get(name).cls.__module__.startswith("yolo_improve."):
+            assert name in r.stdout
     assert "yolo11-repvit.yaml" in r.stdout

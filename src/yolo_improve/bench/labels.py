@@ -47,10 +47,19 @@ def metric_name(key: str, task: str = "detect") -> str:
 
 
 def metric_keys(task: str, rows: list[dict] | None = None) -> list[str]:
-    """The task's metric keys, only those some row carries (``{key}_mean``) when ``rows`` are given."""
+    """The task's metric keys, only those some row carries (``{key}_mean``) when ``rows`` are given. The markdown and
+    LaTeX tables also leave out a size AP (``ap_small``...) that is 0 for every row (no object of that size found by
+    any model: nothing to compare); the task's main metrics are always shown, and the CSV/JSON keep every column."""
     if task not in TASK_METRICS:
         raise ValueError(f"task={task!r}: expected one of {', '.join(TASK_METRICS)}")
-    return [k for k in TASK_METRICS[task] if rows is None or any(is_number(r.get(f"{k}_mean")) for r in rows)]
+
+    def shown(k: str) -> bool:
+        means = [r.get(f"{k}_mean") for r in rows]
+        if not any(is_number(m) for m in means):
+            return False
+        return not k.startswith("ap_") or any(is_number(m) and m != 0 for m in means)
+
+    return [k for k in TASK_METRICS[task] if rows is None or shown(k)]
 
 
 def resolution(r: dict, key: str) -> str:
