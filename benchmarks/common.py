@@ -72,6 +72,15 @@ def offline() -> None:
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 
+def quiet() -> None:
+    """Ultralytics' per-epoch logs off (warnings stay), so that a script's own table is its output."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    LOGGER.setLevel(logging.WARNING)
+
+
 def parser(doc: str, **defaults) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` described by the first paragraph of ``doc`` (the script's docstring), with the shared
     ``OPTIONS`` named in ``defaults`` at those defaults (``base_epochs=30`` gives ``--base-epochs``)."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import time
 
-from common import offline, parser
+from common import offline, parser, quiet
 
 
 def main() -> None:
     a = parser(__doc__, epochs=3, base_epochs=10, imgsz=64, batch=4, out="runs/compare_checkpoint").parse_args()
     a.out = a.out.resolve()
     offline()
+    quiet()
     from ultralytics import YOLO
 
     import yolo_improve

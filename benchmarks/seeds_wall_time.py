@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from common import offline, parser
+from common import offline, parser, quiet
 
 
 def main() -> None:
@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--models", default="baseline,orepa")
     a = ap.parse_args()
     offline()
+    quiet()
     from yolo_improve.compare import compare
 
     kw = dict(epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, repeats=5, warmup=1, device="cpu", workers=0)

@@ -79,6 +79,10 @@ def _load(spec, name: str | None = None) -> tuple[str, nn.Module]:
     path = Path(str(spec))
     if path.suffix == ".pt" and not path.is_file():  # before YOLO(), which would try to download an official name
         raise FileNotFoundError(f"model {path} does not exist")
+    if path.suffix in (".yaml", ".yml"):  # an untrained model: the same weights on every call (figures repeat)
+        import torch
+
+        torch.manual_seed(0)
     net = YOLO(str(path)).model.float().eval()
     for p in net.parameters():  # ours: gradients flow to the input and the hooked maps, never into the weights
         p.requires_grad_(False)
