@@ -181,17 +181,3 @@ def test_pretrained_starts_every_run_from_the_file(sample, tmp_path):
         assert distance(tmp_path / "cold", name) > 0.2
     with pytest.raises(CompareError, match="started from"):  # a folder started otherwise is not silently reused
         compare(str(sample), ["baseline"], out=tmp_path / "cold", pretrained=ckpt, **args)
-
-
-def test_backbone_files_are_matched_by_variant(tmp_path):
-    from yolo_improve.variants import VariantError, backbone_file
-
-    for f in ("repvit_m0_9.dist_450e_in1k.pth", "unireplknet_a_in1k_224.pth", "convnextv2_atto_x.pth", "notes.txt"):
-        (tmp_path / f).write_bytes(b"")
-    assert backbone_file("yolo11n-repvit.yaml", tmp_path).name == "repvit_m0_9.dist_450e_in1k.pth"
-    assert backbone_file("yolo11n-unireplknet.yaml", tmp_path).name == "unireplknet_a_in1k_224.pth"
-    assert backbone_file("yolo11s-repvit.yaml", tmp_path) is None  # repvit_m1_0: no file
-    assert backbone_file("yolo11n-orepa.yaml", tmp_path) is None  # no backbone row
-    (tmp_path / "repvit_m0_9.pth").write_bytes(b"")
-    with pytest.raises(VariantError, match="2 files fit repvit_m0_9"):
-        backbone_file("yolo11n-repvit.yaml", tmp_path)
