@@ -234,3 +234,22 @@ def test_size_aps_take_faster_coco_eval_point_values_and_shift_the_interval():
     assert got["v"]["map50_95"] == plain["v"]["map50_95"]
     no_sizes = compare_records(recs, "base", n_boot=200, sizes=False)
     assert set(no_sizes["v"]) == {"map50_95", "map50"} and no_sizes["v"]["map50_95"] == plain["v"]["map50_95"]
+
+
+def test_size_ap_without_agreeing_records_gets_no_verdict():
+    """Where faster-coco-eval and the records disagree by more than the records' resolution (here: COCO's value moved
+    far off for the variant), the shifted interval would be a false verdict: the size AP keeps COCO's point values
+    and gets no interval (before: a [-0.021, -0.021] 'worse' on models that scored 0 mAP)."""
+    rng = np.random.default_rng(3)
+    truth = images(rng, 60, nc=2)
+    recs = {m: [detections(rng, truth, 0.2, areas=True) for _ in range(2)] for m in ("base", "v")}
+    own = {m: [run_metrics(r) for r in rs] for m, rs in recs.items()}
+    far = {
+        m: [{k: own[m][i][k] + 0.5 * (m == "v") for k in ("ap_small", "ap_medium", "ap_large")} for i in range(2)]
+        for m in recs
+    }
+    got = compare_records(recs, "base", n_boot=200, coco=far)
+    for k in ("ap_small", "ap_medium", "ap_large"):
+        g = got["v"][k]
+        assert g["delta"] == pytest.approx(own["v"][0][k] / 2 + own["v"][1][k] / 2 + 0.5 - got["base"][k]["mean"])
+        assert g["lo"] is None and g["hi"] is None and g["verdict"] is None

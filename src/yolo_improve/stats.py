@@ -33,7 +33,10 @@ with Ultralytics' matching unchanged. That differs from COCO's rule only for a p
 the other side of a range boundary (COCO ignores such a prediction; here it stays in its own range), so the
 spread of the replicates is that of the COCO value while their centre can differ slightly: the interval is the
 records' bootstrap interval shifted by (COCO delta - records delta), the basic shift of a bootstrap distribution
-to the point estimate. Where faster-coco-eval gave no values (Ultralytics 8.3 on a custom dataset), the records'
+to the point estimate. That shift is applied only while it is within the records' half-width: where the two
+evaluations disagree by more (at near-zero accuracy COCO's rules can score boxes that Ultralytics' matching does
+not), the size AP gets its point values and no interval or verdict. Where faster-coco-eval gave no values (Ultralytics
+8.3 on a custom dataset), the records'
 values are used throughout (the summary's ``size_ap_source``).
 """
 
@@ -291,7 +294,12 @@ def compare_records(
                 ok = np.isfinite(d_boot)
                 row["delta"] = _f(delta)
                 if np.isfinite(delta) and ok.mean() >= 0.5:  # size APs: most replicates have a label in the range
-                    lo, hi = np.percentile(d_boot[ok], q) + shift
-                    row.update(lo=float(lo), hi=float(hi), halfwidth=float((hi - lo) / 2), verdict=_verdict(lo, hi))
+                    lo, hi = np.percentile(d_boot[ok], q)
+                    # the shift to COCO's delta is only sound while the two evaluations agree within the interval's
+                    # own resolution; beyond it (e.g. the records score 0 where COCO's rules score a few boxes) the
+                    # records' spread says nothing about COCO's value: no interval, rather than a false verdict
+                    if abs(shift) <= (hi - lo) / 2:
+                        lo, hi = lo + shift, hi + shift
+                        row.update(lo=float(lo), hi=float(hi), halfwidth=float((hi - lo) / 2), verdict=_verdict(lo, hi))
             out[m][k] = row
     return out
