@@ -181,3 +181,25 @@ def test_pretrained_starts_every_run_from_the_file(sample, tmp_path):
         assert distance(tmp_path / "cold", name) > 0.2
     with pytest.raises(CompareError, match="started from"):  # a folder started otherwise is not silently reused
         compare(str(sample), ["baseline"], out=tmp_path / "cold", pretrained=ckpt, **args)
+
+
+def test_compare_from_a_checkpoint(sample, tmp_path):
+    """Issue 20 through compare itself: model=CKPT makes the checkpoint the baseline and swaps into it; the start
+    column says so, the swap report is in the run's record, and a deploy file or pretrained= with model= is refused."""
+    from conftest import yolo11n_checkpoint
+
+    from yolo_improve.reparam import save_deploy
+    from yolo_improve.variants import VariantError
+
+    ckpt = yolo11n_checkpoint(tmp_path, seed=3)
+    got = compare(str(sample), model=ckpt, variants="orepa@down", out=tmp_path / "out", epochs=1, **FAST)
+    assert [r["model"] for r in got.rows] == ["baseline", "orepa@down"]
+    starts = {r["model"]: r["start"] for r in got.rows}
+    assert starts["baseline"].startswith("yolo11n.pt (") and "swap OREPA@down" in starts["orepa@down"]
+    record = json.loads((tmp_path / "out" / "orepa@down" / "seed0" / "yolo_improve_run.json").read_text())
+    assert record["start"]["kind"] == "swap" and record["start"]["swap"]["swapped"]
+    with pytest.raises(VariantError, match="pretrained"):
+        compare(str(sample), model=ckpt, pretrained=ckpt, out=tmp_path / "x", epochs=1, **FAST)
+    deploy = save_deploy(str(ckpt), str(tmp_path / "deploy.pt"))
+    with pytest.raises(VariantError, match="deploy|fused"):
+        compare(str(sample), model=deploy, variants="orepa@down", out=tmp_path / "y", epochs=1, **FAST)
