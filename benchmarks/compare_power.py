@@ -33,25 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from coco128_subsets import subset  # noqa: E402  (next to this file)
 
-RECIPE = dict(
-    batch=8,
-    nbs=8,
-    optimizer="AdamW",
-    lr0=0.003,
-    warmup_epochs=0.0,
-    mosaic=0.0,
-    translate=0.0,
-    scale=0.0,
-    fliplr=0.0,
-    hsv_h=0.0,
-    hsv_s=0.0,
-    hsv_v=0.0,
-    val=False,
-    workers=0,
-    plots=False,
-    exist_ok=True,
-    verbose=False,
-)
+from yolo_improve.cli import DEMO_RECIPE  # noqa: E402
+
+# the demo's memorising recipe, at this script's batch, without scale jitter
+RECIPE = dict(**DEMO_RECIPE, batch=8, nbs=8, scale=0.0, workers=0, plots=False, exist_ok=True, verbose=False)
 
 
 def main() -> None:

@@ -13,32 +13,15 @@ from test_tasks import _task_data
 from ultralytics import YOLO
 from ultralytics.nn.tasks import ClassificationModel, PoseModel
 
+from yolo_improve.cli import DEMO_RECIPE
 from yolo_improve.data import sample_person_view
 from yolo_improve.evaluate import RECORDS, SUMMARY, load_records, validate_run
 from yolo_improve.stats import BETTER, SAME, compare_runs, run_metrics
 
 VAL = dict(imgsz=64, batch=16, workers=0)
-# the demo's memorising recipe (cli.DEMO_OPTS) at 64 px: 40 epochs reach mAP50 ~0.27 on the 16 images in ~35 s
+# the demo's memorising recipe (cli.DEMO_RECIPE) at 64 px: 40 epochs reach mAP50 ~0.27 on the 16 images in ~35 s
 TRAIN = dict(
-    imgsz=64,
-    batch=4,
-    nbs=4,
-    optimizer="AdamW",
-    lr0=0.003,
-    warmup_epochs=0.0,
-    mosaic=0.0,
-    translate=0.0,
-    scale=0.0,
-    fliplr=0.0,
-    hsv_h=0.0,
-    hsv_s=0.0,
-    hsv_v=0.0,
-    val=False,
-    workers=0,
-    plots=False,
-    seed=0,
-    exist_ok=True,
-    verbose=False,
+    **DEMO_RECIPE, imgsz=64, batch=4, nbs=4, scale=0.0, workers=0, plots=False, seed=0, exist_ok=True, verbose=False
 )
 
 

@@ -73,13 +73,7 @@ COMPARE_OPTS = dict(
 # 16 images are memorized in a few hundred steps; validation only after the last epoch. Three seeds, so that its
 # verdicts carry training noise: within about 5 minutes that leaves room for the baseline, one backbone and one conv
 # (models= takes the others).
-DEMO_OPTS = dict(
-    models="baseline,repvit,orepa",
-    seeds="3",
-    epochs=20,
-    imgsz=96,
-    batch=2,
-    nbs=2,
+DEMO_RECIPE = dict(
     optimizer="AdamW",
     lr0=0.003,
     warmup_epochs=0.0,
@@ -90,6 +84,15 @@ DEMO_OPTS = dict(
     hsv_s=0.0,
     hsv_v=0.0,
     val=False,
+)  # the training half, shared with benchmarks/compare_power.py and tests/test_evaluate.py
+DEMO_OPTS = dict(
+    models="baseline,repvit,orepa",
+    seeds="3",
+    epochs=20,
+    imgsz=96,
+    batch=2,
+    nbs=2,
+    **DEMO_RECIPE,
     repeats=20,
     threads=1,
     out="runs/yolo-improve/demo",

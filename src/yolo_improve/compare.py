@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bench import report
+from .bench.labels import primary_key
 from .bench.runner import bench
 from .runs import (
     CompareError,
@@ -42,7 +43,6 @@ from .runs import (
 from .variants import Variant, resolve
 
 LOG = logging.getLogger("yolo_improve")
-PRIMARY = {"classify": "top1"}  # the metric of the verdict per task; every other task: box mAP50-95
 __all__ = ["CompareError", "CompareResult", "compare", "seed_list"]
 
 
@@ -60,7 +60,7 @@ class CompareResult:
     def verdicts(self) -> str:
         """One line per variant in words: its verdict on the task's primary metric, the difference with its interval,
         and the resolution (half-width) the data allows; then what the data and the intervals cover."""
-        from .bench.labels import describe_data, describe_stats, metric_name, primary_key, resolution
+        from .bench.labels import describe_data, describe_stats, metric_name, resolution
 
         task = self.meta.get("task", "detect")
         key, base = primary_key(task), self.rows[0]["model"]
@@ -458,7 +458,8 @@ def _compare(
             doing = {"new": "training", "partial": "resuming the interrupted run", "done": "finished run found"}
             LOG.info(f"[{i}/{len(jobs)}] {key}: {doing[run_state(job.run, epochs)]} in {job.run}")
             done[key] = run_job(job)
-            got, k = done[key][1], PRIMARY.get(done[key][1].get("task"), "map50_95")
+            got = done[key][1]
+            k = primary_key(got.get("task", "detect"))
             LOG.info(
                 f"[{i}/{len(jobs)}] {key}: {done[key][0]} in {time.perf_counter() - t:.0f} s, "
                 f"{k} {got.get(k, float('nan')):.3f}"
@@ -550,7 +551,7 @@ def flatten(summary: dict, task: str) -> dict:
         for part in ("mean", "std", "delta", "lo", "hi", "halfwidth", "verdict"):
             if part in d:
                 row[f"{k}_{part}"] = d[part]
-    p = summary.get(PRIMARY.get(task, "map50_95"), {})
+    p = summary.get(primary_key(task), {})
     row.update(delta=p.get("delta"), delta_lo=p.get("lo"), delta_hi=p.get("hi"), verdict=p.get("verdict"))
     return row
 
